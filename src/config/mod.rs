@@ -1,0 +1,413 @@
+//! The service's configuration: typed sections, their defaults, and the one loader that
+//! layers them (built-in defaults < `mcp-chat.toml` < `.env` < environment < CLI flags).
+//!
+//! Everything is validated once at start-up; the rest of the program receives `&Config`
+//! sections and never reads the environment itself. Secrets are [`Secret`]s, which never
+//! print. `servers_config.json` (the MCP servers) lives in [`servers`].
+
+mod duration;
+mod env;
+mod load;
+pub mod servers;
+mod validate;
+
+use std::{collections::BTreeMap, fmt, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use env::{ENV_VARS, EnvVar};
+pub use load::{ConfigError, Overrides, load};
+pub use servers::{McpServerConfig, McpTransportConfig, ServersConfig};
+
+/// The whole configuration of one process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    /// Models exposed to clients. Empty means one model built from `[upstream]`
+    /// (`DEFAULT_MODEL` at `OPENAI_BASE_URL` with `OPENAI_API_KEY`), as the seed had.
+    pub models: Vec<ModelConfig>,
+    pub mcp: McpConfig,
+    pub agent: AgentConfig,
+    pub sessions: SessionsConfig,
+    pub log: LogConfig,
+    /// The MCP servers, read from `mcp.servers_config` (not a TOML key).
+    #[serde(skip)]
+    pub servers: ServersConfig,
+}
+
+/// Listeners, client authentication and HTTP limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address both listeners bind to.
+    pub host: String,
+    /// HTTP port (Simplified API, OpenAI-compatible API, health, metrics).
+    pub port: u16,
+    /// gRPC port (ChatService, grpc.health.v1, reflection).
+    pub grpc_port: u16,
+    /// Client keys accepted as `Authorization: Bearer <key>`; empty means no auth.
+    #[serde(deserialize_with = "secret_list")]
+    pub api_keys: Vec<Secret>,
+    /// Origins allowed by CORS; empty allows none, `["*"]` allows any.
+    #[serde(deserialize_with = "string_list")]
+    pub cors_allow_origins: Vec<String>,
+    /// Largest accepted HTTP request body in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests and streams may run on after SIGTERM/SIGINT.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            grpc_port: 50051,
+            api_keys: Vec::new(),
+            cors_allow_origins: Vec::new(),
+            max_body_bytes: 8 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(25),
+        }
+    }
+}
+
+/// The default upstream (the seed's `OPENAI_*` settings) and how every upstream is called.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// OpenAI-compatible base URL, up to and including `/v1`.
+    pub base_url: String,
+    /// Key sent as `Authorization: Bearer`; may be empty for local servers.
+    pub api_key: Secret,
+    /// The model used when a request names none (and the id of the implicit model).
+    pub default_model: String,
+    /// TCP + TLS connect timeout.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time from sending a request to the first byte of the answer.
+    #[serde(with = "duration")]
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two chunks of a streamed answer.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Upper bound on one upstream call, retries included.
+    #[serde(with = "duration")]
+    pub total_timeout: Duration,
+    /// Retries after the first attempt on connect errors, 408, 409, 429 and 5xx.
+    pub max_retries: u32,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: Secret::default(),
+            default_model: "gpt-3.5-turbo".into(),
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+            total_timeout: Duration::from_secs(600),
+            max_retries: 2,
+        }
+    }
+}
+
+/// How a model is offered tools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolMode {
+    /// OpenAI function calling (`tools` / `tool_calls`).
+    #[default]
+    Native,
+    /// Tools described in the system prompt, calls parsed from JSON in the reply.
+    Prompt,
+}
+
+impl ToolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Prompt => "prompt",
+        }
+    }
+}
+
+/// One entry of `[[models]]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The id clients use.
+    pub id: String,
+    /// Upstream base URL; defaults to `upstream.base_url`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Upstream key; defaults to `api_key_env`'s value, then `upstream.api_key`.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Name of an environment variable holding the upstream key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The model name sent upstream; defaults to `id`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    #[serde(default)]
+    pub tool_mode: ToolMode,
+    /// Context window in tokens; 0 = unknown (no trimming).
+    #[serde(default)]
+    pub context_window: u32,
+    /// Generation defaults applied when a request leaves them unset.
+    #[serde(default)]
+    pub params: ModelParams,
+    /// Extra headers sent upstream with every call (values are secret).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+/// Per-model generation defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParams {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+}
+
+/// How tool names of several servers are kept apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolPrefix {
+    /// `server__tool` only for names two servers share.
+    #[default]
+    OnCollision,
+    /// `server__tool` for every tool.
+    Always,
+}
+
+/// The MCP hub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Path of the `mcpServers` JSON file.
+    pub servers_config: PathBuf,
+    pub tool_prefix: ToolPrefix,
+    /// Default per-call timeout (a server's `timeout` overrides it).
+    #[serde(with = "duration")]
+    pub call_timeout: Duration,
+    /// Hard maximum of a call that keeps reporting progress.
+    #[serde(with = "duration")]
+    pub call_max_duration: Duration,
+    /// Retries of a call after a transport failure or a server restart.
+    pub call_retries: u32,
+    /// Largest tool result handed to the model, in bytes.
+    pub max_tool_output: usize,
+    /// How long a server may take to start and list its tools.
+    #[serde(with = "duration")]
+    pub startup_timeout: Duration,
+    /// Longest wait between two restarts of a failing server.
+    #[serde(with = "duration")]
+    pub max_restart_backoff: Duration,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            servers_config: PathBuf::from("./servers_config.json"),
+            tool_prefix: ToolPrefix::OnCollision,
+            call_timeout: Duration::from_secs(60),
+            call_max_duration: Duration::from_secs(600),
+            call_retries: 2,
+            max_tool_output: 64 * 1024,
+            startup_timeout: Duration::from_secs(60),
+            max_restart_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The tool-calling loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Prepended as a system message when a request has none.
+    pub system_prompt: Option<String>,
+    /// A file whose text is the system prompt (instead of `system_prompt`).
+    pub system_prompt_file: Option<PathBuf>,
+    /// Rounds of tool calls in one turn before the agent stops.
+    pub max_tool_iterations: u32,
+    /// Announce server-side tool calls in OpenAI streams (as ignorable SSE events).
+    pub expose_tool_events: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            system_prompt: None,
+            system_prompt_file: None,
+            max_tool_iterations: 10,
+            expose_tool_events: false,
+        }
+    }
+}
+
+/// Server-side conversation memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// `sqlite://PATH`, `memory://` or `redis://HOST:PORT/DB` (`rediss://`).
+    /// A password in the URL is redacted when the config is printed.
+    #[serde(serialize_with = "redact_url_password")]
+    pub store: String,
+    /// Idle sessions expire after this.
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    /// How long a request waits for a session another request is using.
+    #[serde(with = "duration")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            store: "sqlite://./data/mcp-chat.db".into(),
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            lock_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `mcp_chat=debug,info`…); `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A value that must never be printed: keys, tokens, URLs with passwords.
+///
+/// `Debug` and `Serialize` show `"<redacted>"` for a non-empty value, so logging a
+/// config or printing it with `check-config` cannot leak it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The real value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { REDACTED })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { REDACTED })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// A list given either as an array or as one comma-separated string (`API_KEYS=a,b`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    StringOrList::deserialize(d).map(StringOrList::into_vec)
+}
+
+fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    string_list(d).map(|v| v.into_iter().map(Secret).collect())
+}
+
+/// Serializes a URL with any `user:password@` part replaced.
+fn redact_url_password<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redacted_url(url))
+}
+
+/// `scheme://user:secret@host/…` → `scheme://<redacted>@host/…`.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}{REDACTED}{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// The models clients can use: `[[models]]`, or the implicit one from `[upstream]`.
+    pub fn effective_models(&self) -> Vec<ModelConfig> {
+        if !self.models.is_empty() {
+            return self.models.clone();
+        }
+        vec![ModelConfig {
+            id: self.upstream.default_model.clone(),
+            ..ModelConfig::default()
+        }]
+    }
+
+    /// Renders the effective configuration as TOML with every secret redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut out =
+            toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        out.push_str("\n# servers_config.json (resolved; env and header values redacted)\n");
+        out.push_str(&self.servers.to_redacted_toml());
+        out
+    }
+}

@@ -1,0 +1,20 @@
+//! The core error enum: what can go wrong below the edges, in terms a person can act on.
+//! It knows no transport: `grpc/status.rs` maps it to `tonic::Status` (once), and the HTTP
+//! gateway maps gRPC codes to HTTP (once, in `http/error.rs`).
+
+/// An error of the agent core.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The request is malformed; `field` names the offending part.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// No model with this id is configured.
+    #[error("the model {0:?} does not exist; list the models with GET /v1/models or ListModels")]
+    ModelNotFound(String),
+    /// The service is configured without something this request needs.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The service is shutting down or not started.
+    #[error("{0}")]
+    Unavailable(String),
+}

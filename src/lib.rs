@@ -1,0 +1,27 @@
+//! mcp-chat: an LLM and the tools of many MCP servers behind one API.
+//!
+//! Code map (see `ARCHITECTURE` in the design notes for the invariants):
+//! - [`config`]: layered configuration and `servers_config.json`.
+//! - [`server`]: wires the two listeners (HTTP and gRPC), readiness and graceful shutdown.
+//! - [`grpc`]: the tonic `ChatService`, the one API contract.
+//! - [`http`]: the axum gateway, wire-format translation onto the gRPC service.
+//! - [`telemetry`]: logging.
+//! - [`pb`]: the generated proto types.
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)
+)]
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod llm;
+pub mod mcp;
+pub mod pb;
+pub mod readiness;
+pub mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::{Listeners, run};

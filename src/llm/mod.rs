@@ -1,0 +1,219 @@
+//! The upstream LLM seam: core chat types and the [`LlmClient`] trait the agent loop calls.
+//!
+//! These types are the core's own (no proto, no HTTP wire shapes beyond the upstream DTOs
+//! that `openai.rs` keeps private). The real client is [`openai::OpenAiClient`]; tests of the
+//! loop use scripted fakes of the trait.
+
+use std::{collections::BTreeMap, pin::Pin, time::Duration};
+
+use futures::Stream;
+
+use crate::config::Secret;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    pub name: Option<String>,
+    /// For `Role::Tool`: the call this answers.
+    pub tool_call_id: Option<String>,
+    /// For `Role::Assistant`: the calls the model made.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            name: None,
+            tool_call_id: None,
+            tool_calls: Vec::new(),
+        }
+    }
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(Role::Tool, content)
+        }
+    }
+}
+
+/// A function call made by the model, complete (arguments are the JSON text it sent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A function offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments (an object schema).
+    pub parameters: serde_json::Value,
+    pub strict: Option<bool>,
+}
+
+/// How the model may use the offered tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Function(String),
+}
+
+/// Generation parameters passed through to the upstream (unset = upstream default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenParams {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// OpenAI `response_format` object, passed as is.
+    pub response_format: Option<serde_json::Value>,
+    pub parallel_tool_calls: Option<bool>,
+    pub user: Option<String>,
+}
+
+/// One upstream chat-completions call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    /// The model name sent upstream.
+    pub model: String,
+    pub messages: Vec<Message>,
+    /// Empty: no `tools` field is sent.
+    pub tools: Vec<ToolDef>,
+    pub tool_choice: Option<ToolChoice>,
+    pub params: GenParams,
+}
+
+/// Where and how to call: one per configured model.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Base URL up to and including `/v1` (no trailing slash needed).
+    pub base_url: String,
+    pub api_key: Secret,
+    pub headers: BTreeMap<String, Secret>,
+}
+
+/// Token counts as the upstream reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+/// Why the upstream stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    /// Anything else the upstream said (kept, not guessed).
+    Other(String),
+}
+
+/// A whole upstream answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+    /// `None` when the upstream sent no usage.
+    pub usage: Option<Usage>,
+}
+
+/// What a streamed upstream answer yields: text as it arrives, then the assembled whole
+/// (tool calls complete, never partial JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LlmEvent {
+    Content(String),
+    Done(Completion),
+}
+
+pub type LlmStream = Pin<Box<dyn Stream<Item = Result<LlmEvent, LlmError>> + Send>>;
+
+/// Why an upstream call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LlmError {
+    /// No connection could be made (after retries).
+    #[error("cannot reach the upstream at {url}: {message}")]
+    Connect { url: String, message: String },
+    /// A timeout fired; `phase` is `connect`, `first byte`, `idle` or `total`.
+    #[error("the upstream did not answer in time ({phase} timeout of {after:?})")]
+    Timeout {
+        phase: &'static str,
+        after: Duration,
+    },
+    /// The upstream answered with an error status.
+    #[error("the upstream answered {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        code: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    /// The upstream's answer could not be understood.
+    #[error("the upstream's answer could not be understood: {0}")]
+    BadResponse(String),
+    /// The upstream sent an error object in the middle of a stream, or cut the stream.
+    #[error("the upstream stream failed: {0}")]
+    Stream(String),
+}
+
+/// The upstream client the agent loop depends on.
+#[async_trait::async_trait]
+pub trait LlmClient: Send + Sync {
+    /// A whole answer (retries and timeouts included).
+    async fn complete(
+        &self,
+        endpoint: &Endpoint,
+        request: &CompletionRequest,
+    ) -> Result<Completion, LlmError>;
+
+    /// A streamed answer. Retries happen only before the first event is yielded; dropping
+    /// the stream drops the upstream connection.
+    async fn stream(
+        &self,
+        endpoint: &Endpoint,
+        request: &CompletionRequest,
+    ) -> Result<LlmStream, LlmError>;
+}

@@ -1,0 +1,138 @@
+//! The `mcp-chat` binary: parses the command line and hands over to the library.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Args, Parser, Subcommand};
+use mcp_chat::{
+    Config,
+    config::{self, Overrides},
+    server::{self, Listeners},
+    telemetry,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-chat",
+    version,
+    about = "An LLM and the tools of many MCP servers behind one gRPC + HTTP API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve(ServeArgs),
+    /// Validate the configuration and print the effective values, secrets redacted.
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ConfigArgs {
+    /// TOML config file (default: ./mcp-chat.toml when it exists).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// MCP servers file in the `mcpServers` format (default: ./servers_config.json).
+    #[arg(long, value_name = "PATH")]
+    servers_config: Option<PathBuf>,
+    /// `.env` file to read (default: ./.env when it exists).
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address both listeners bind to.
+    #[arg(long)]
+    host: Option<String>,
+    /// HTTP port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// gRPC port.
+    #[arg(long)]
+    grpc_port: Option<u16>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.config.clone(),
+            dotenv_file: self.config.env_file.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            grpc_port: self.grpc_port,
+            servers_config: self.config.servers_config.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig(args)) => check_config(ServeArgs {
+            config: args,
+            ..ServeArgs::default()
+        }),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn load(args: &ServeArgs) -> Result<Config, ExitCode> {
+    config::load(&args.overrides(), std::env::vars()).map_err(|e| {
+        eprintln!("mcp-chat: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn check_config(args: ServeArgs) -> ExitCode {
+    match load(&args) {
+        Ok(config) => {
+            let text = config.to_redacted_toml();
+            let mut out = std::io::stdout().lock();
+            let _ = std::io::Write::write_all(&mut out, text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load(&args) {
+        Ok(c) => Arc::new(c),
+        Err(code) => return code,
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-chat: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listeners = Listeners::bind(&config).await?;
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            trigger.cancel();
+        });
+        server::run(config, listeners, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "mcp-chat stopped");
+            eprintln!("mcp-chat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Wires the process: both listeners (HTTP gateway and gRPC), health, reflection,
+//! readiness and graceful shutdown, driven by one cancellation token.
+//!
+//! Shutdown order: stop accepting → let in-flight requests and streams finish within
+//! `server.shutdown_grace` → cancel what is left → stop MCP children → return.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::{
+    Config,
+    grpc::ChatApi,
+    http::{self, HttpState},
+    pb::{self, chat_service_server::ChatServiceServer},
+    readiness::{Component, Readiness},
+};
+
+/// The two bound listeners; tests bind port 0 and pass them in.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `server.host` on `server.port` and `server.grpc_port`.
+    pub async fn bind(config: &Config) -> Result<Self, ServerError> {
+        let bind = |port: u16| {
+            let addr = format!("{}:{}", config.server.host, port);
+            async move {
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })
+            }
+        };
+        Ok(Self {
+            http: bind(config.server.port).await?,
+            grpc: bind(config.server.grpc_port).await?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+/// Serves until `shutdown` is cancelled, then drains and returns.
+pub async fn run(
+    config: Arc<Config>,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let http_addr = listeners.http.local_addr()?;
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let readiness = Readiness::default();
+    readiness.set(
+        "config",
+        Component {
+            up: true,
+            required: true,
+            detail: "loaded".into(),
+        },
+    );
+
+    let api = ChatApi::new(config.clone());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ChatServiceServer::new(api.clone()))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listeners.grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let mut grpc_task = tokio::spawn(grpc);
+    readiness.set("grpc", listening(grpc_addr));
+
+    let app = http::router(HttpState {
+        api,
+        readiness: readiness.clone(),
+    });
+    let http =
+        axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut http_task = tokio::spawn(async move { http.await });
+    readiness.set("http", listening(http_addr));
+
+    health.set_serving::<ChatServiceServer<ChatApi>>().await;
+    readiness.mark_started();
+    tracing::info!(%http_addr, %grpc_addr, "mcp-chat is ready");
+
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        r = &mut grpc_task => { tracing::error!(result = ?r, "the gRPC server stopped on its own"); shutdown.cancel(); }
+        r = &mut http_task => { tracing::error!(result = ?r, "the HTTP server stopped on its own"); shutdown.cancel(); }
+    }
+    readiness.mark_stopping();
+    health.set_not_serving::<ChatServiceServer<ChatApi>>().await;
+    let grace = config.server.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutting down: no new connections; draining in-flight requests"
+    );
+
+    let drained = tokio::time::timeout(grace, async {
+        if !grpc_task.is_finished() {
+            let _ = (&mut grpc_task).await;
+        }
+        if !http_task.is_finished() {
+            let _ = (&mut http_task).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            ?grace,
+            "grace period over: cancelling the requests still running"
+        );
+        grpc_task.abort();
+        http_task.abort();
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn listening(addr: SocketAddr) -> Component {
+    Component {
+        up: true,
+        required: true,
+        detail: format!("listening on {addr}"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
