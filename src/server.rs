@@ -112,6 +112,7 @@ pub async fn run(
     tracing::info!(%http_addr, %grpc_addr, "mcp-chat is ready");
 
     tokio::select! {
+        biased;
         () = shutdown.cancelled() => {}
         r = &mut grpc_task => { tracing::error!(result = ?r, "the gRPC server stopped on its own"); shutdown.cancel(); }
         r = &mut http_task => { tracing::error!(result = ?r, "the HTTP server stopped on its own"); shutdown.cancel(); }

@@ -254,7 +254,7 @@ impl Default for AgentConfig {
 }
 
 /// Server-side conversation memory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
     /// `sqlite://PATH`, `memory://` or `redis://HOST:PORT/DB` (`rediss://`).
@@ -267,6 +267,16 @@ pub struct SessionsConfig {
     /// How long a request waits for a session another request is using.
     #[serde(with = "duration")]
     pub lock_timeout: Duration,
+}
+
+impl fmt::Debug for SessionsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionsConfig")
+            .field("store", &redacted_url(&self.store))
+            .field("ttl", &self.ttl)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish()
+    }
 }
 
 impl Default for SessionsConfig {
@@ -411,3 +421,6 @@ impl Config {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

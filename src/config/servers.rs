@@ -46,8 +46,8 @@ pub struct McpServerConfig {
     pub required: bool,
 }
 
-/// How to reach a server.
-#[derive(Debug, Clone, PartialEq)]
+/// How to reach a server. `Debug` redacts env and header values and URL passwords.
+#[derive(Clone, PartialEq)]
 pub enum McpTransportConfig {
     /// A child process speaking JSON-RPC on stdin/stdout.
     Stdio {
@@ -71,6 +71,25 @@ pub enum McpTransportConfig {
         url: String,
         headers: BTreeMap<String, String>,
     },
+}
+
+impl std::fmt::Debug for McpTransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stdio { command, args, env, cwd } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", args)
+                .field("env", &env.keys().map(|k| format!("{k}=<redacted>")).collect::<Vec<_>>())
+                .field("cwd", cwd)
+                .finish(),
+            Self::StreamableHttp { url, headers } | Self::Sse { url, headers } | Self::Http { url, headers } => f
+                .debug_struct(self.kind())
+                .field("url", &redacted_url(url))
+                .field("headers", &headers.keys().map(|k| format!("{k}: <redacted>")).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 impl McpTransportConfig {

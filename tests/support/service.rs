@@ -1,0 +1,114 @@
+//! Starts the real `mcp-chat` binary on free ports for end-to-end tests, and stops it
+//! (SIGTERM, then SIGKILL) when the guard drops.
+#![allow(dead_code)]
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A running service process.
+pub struct Service {
+    pub child: Child,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-chat"))
+}
+
+/// A command for the binary with a clean, hermetic environment in a fresh directory:
+/// no servers, memory sessions, loopback only.
+pub fn command(dir: &Path, http_port: u16, grpc_port: u16) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", http_port.to_string())
+        .env("GRPC_PORT", grpc_port.to_string())
+        .env("MCP_CHAT_SESSION_STORE", "memory://")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl Service {
+    /// Starts the binary with extra environment and waits until `/readyz` answers 200.
+    pub async fn start(env: &[(&str, &str)]) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, env, &[]).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Service {
+        let (http_port, grpc_port) = (free_port(), free_port());
+        let mut cmd = command(dir.path(), http_port, grpc_port);
+        cmd.envs(env.iter().copied()).args(args);
+        let child = cmd.spawn().unwrap();
+        let service = Service { child, http_port, grpc_port, dir };
+        service.wait_ready().await;
+        service
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn grpc(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/readyz", self.http())).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the service did not become ready in 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the service did not exit within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
