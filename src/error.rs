@@ -2,6 +2,8 @@
 //! It knows no transport: `grpc/status.rs` maps it to `tonic::Status` (once), and the HTTP
 //! gateway maps gRPC codes to HTTP (once, in `http/error.rs`).
 
+use crate::llm::LlmError;
+
 /// An error of the agent core.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -11,9 +13,18 @@ pub enum CoreError {
     /// No model with this id is configured.
     #[error("the model {0:?} does not exist; list the models with GET /v1/models or ListModels")]
     ModelNotFound(String),
-    /// The service is configured without something this request needs.
+    /// The service lacks a setting this request needs; the message names it.
     #[error("{0}")]
     NotConfigured(String),
+    /// The upstream LLM failed.
+    #[error("{0}")]
+    Upstream(#[from] LlmError),
+    /// The caller went away or cancelled.
+    #[error("the request was cancelled")]
+    Cancelled,
+    /// The caller's deadline passed before the turn finished.
+    #[error("the request's deadline passed before the answer was complete")]
+    DeadlineExceeded,
     /// The service is shutting down or not started.
     #[error("{0}")]
     Unavailable(String),

@@ -12,6 +12,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)
 )]
 
+pub mod agent;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -76,17 +76,35 @@ pub enum McpTransportConfig {
 impl std::fmt::Debug for McpTransportConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Stdio { command, args, env, cwd } => f
+            Self::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => f
                 .debug_struct("Stdio")
                 .field("command", command)
                 .field("args", args)
-                .field("env", &env.keys().map(|k| format!("{k}=<redacted>")).collect::<Vec<_>>())
+                .field(
+                    "env",
+                    &env.keys()
+                        .map(|k| format!("{k}=<redacted>"))
+                        .collect::<Vec<_>>(),
+                )
                 .field("cwd", cwd)
                 .finish(),
-            Self::StreamableHttp { url, headers } | Self::Sse { url, headers } | Self::Http { url, headers } => f
+            Self::StreamableHttp { url, headers }
+            | Self::Sse { url, headers }
+            | Self::Http { url, headers } => f
                 .debug_struct(self.kind())
                 .field("url", &redacted_url(url))
-                .field("headers", &headers.keys().map(|k| format!("{k}: <redacted>")).collect::<Vec<_>>())
+                .field(
+                    "headers",
+                    &headers
+                        .keys()
+                        .map(|k| format!("{k}: <redacted>"))
+                        .collect::<Vec<_>>(),
+                )
                 .finish(),
         }
     }

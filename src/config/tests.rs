@@ -7,10 +7,17 @@ use figment::Jail;
 use super::*;
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-fn load_in(jail: &Jail, overrides: &Overrides, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+fn load_in(
+    jail: &Jail,
+    overrides: &Overrides,
+    env: &[(&str, &str)],
+) -> Result<Config, ConfigError> {
     let _ = jail;
     load(overrides, vars(env))
 }
@@ -39,14 +46,23 @@ fn layers_apply_in_order_file_dotenv_env_flag() {
             "mcp-chat.toml",
             "[server]\nport = 1001\ngrpc_port = 2001\nhost = \"127.0.0.1\"\n[upstream]\ndefault_model = \"from-file\"\nbase_url = \"http://file/v1\"\n",
         )?;
-        jail.create_file(".env", "PORT=1002\nGRPC_PORT=2002\nDEFAULT_MODEL=from-dotenv\n")?;
+        jail.create_file(
+            ".env",
+            "PORT=1002\nGRPC_PORT=2002\nDEFAULT_MODEL=from-dotenv\n",
+        )?;
         let env = [("PORT", "1003"), ("DEFAULT_MODEL", "from-env")];
-        let flags = Overrides { port: Some(1004), ..Overrides::default() };
+        let flags = Overrides {
+            port: Some(1004),
+            ..Overrides::default()
+        };
         let c = load_in(jail, &flags, &env).unwrap();
         assert_eq!(c.server.host, "127.0.0.1", "file beats default");
         assert_eq!(c.upstream.base_url, "http://file/v1", "file beats default");
         assert_eq!(c.server.grpc_port, 2002, ".env beats file");
-        assert_eq!(c.upstream.default_model, "from-env", "environment beats .env");
+        assert_eq!(
+            c.upstream.default_model, "from-env",
+            "environment beats .env"
+        );
         assert_eq!(c.server.port, 1004, "flag beats environment");
         Ok(())
     });
@@ -72,7 +88,10 @@ fn seed_and_prefixed_variables_are_read() {
         let c = load_in(jail, &Overrides::default(), &env).unwrap();
         assert_eq!(c.upstream.api_key.expose(), "sk-test");
         assert_eq!(c.upstream.base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(c.server.api_keys, vec![Secret::new("k1"), Secret::new("k2")]);
+        assert_eq!(
+            c.server.api_keys,
+            vec![Secret::new("k1"), Secret::new("k2")]
+        );
         assert_eq!(c.mcp.servers_config, PathBuf::from("./none.json"));
         assert_eq!(c.sessions.store, "memory://");
         assert_eq!(c.server.shutdown_grace, std::time::Duration::from_secs(3));
@@ -92,7 +111,10 @@ fn every_documented_variable_sets_its_key() {
             let value = match var.key {
                 "server.port" => "1234",
                 "server.grpc_port" => "1235",
-                "server.max_body_bytes" | "upstream.max_retries" | "mcp.call_retries" | "mcp.max_tool_output"
+                "server.max_body_bytes"
+                | "upstream.max_retries"
+                | "mcp.call_retries"
+                | "mcp.max_tool_output"
                 | "agent.max_tool_iterations" => "1000",
                 "agent.expose_tool_events" => "true",
                 "mcp.tool_prefix" => "always",
@@ -104,13 +126,26 @@ fn every_documented_variable_sets_its_key() {
                 "server.cors_allow_origins" => "https://a.example",
                 "agent.system_prompt_file" => "prompt.txt",
                 "mcp.servers_config" => "servers.json",
-                k if k.contains("timeout") || k.contains("grace") || k.contains("ttl") || k.contains("duration") || k.contains("backoff") => "5s",
+                k if k.contains("timeout")
+                    || k.contains("grace")
+                    || k.contains("ttl")
+                    || k.contains("duration")
+                    || k.contains("backoff") =>
+                {
+                    "5s"
+                }
                 _ => "x",
             };
             jail.create_file("prompt.txt", "be brief")?;
             jail.create_file("servers.json", r#"{"mcpServers": {}}"#)?;
             let result = load_in(jail, &Overrides::default(), &[(var.name, value)]);
-            assert!(result.is_ok(), "{} -> {}: {:?}", var.name, var.key, result.err());
+            assert!(
+                result.is_ok(),
+                "{} -> {}: {:?}",
+                var.name,
+                var.key,
+                result.err()
+            );
         }
         Ok(())
     });
@@ -125,41 +160,112 @@ fn errors_name_the_source_and_what_is_expected() {
     Jail::expect_with(|jail| {
         let none = Overrides::default();
         let e = error_of(jail, &none, &[("PORT", "eighty")]);
-        assert!(e.contains("server.port") && e.contains("PORT") && e.contains("u16"), "{e}");
+        assert!(
+            e.contains("server.port") && e.contains("PORT") && e.contains("u16"),
+            "{e}"
+        );
 
         let e = error_of(jail, &none, &[("MCP_CHAT_SHUTDOWN_GRACE", "soon")]);
-        assert!(e.contains("MCP_CHAT_SHUTDOWN_GRACE") && e.contains("\"30s\""), "{e}");
+        assert!(
+            e.contains("MCP_CHAT_SHUTDOWN_GRACE") && e.contains("\"30s\""),
+            "{e}"
+        );
 
         let e = error_of(jail, &none, &[("OPENAI_BASE_URL", "api.openai.com")]);
-        assert!(e.contains("upstream.base_url") && e.contains("OPENAI_BASE_URL") && e.contains("not a URL"), "{e}");
+        assert!(
+            e.contains("upstream.base_url")
+                && e.contains("OPENAI_BASE_URL")
+                && e.contains("not a URL"),
+            "{e}"
+        );
 
         let e = error_of(jail, &none, &[("MCP_CHAT_SESSION_STORE", "postgres://x")]);
-        assert!(e.contains("sessions.store") && e.contains("sqlite://PATH"), "{e}");
+        assert!(
+            e.contains("sessions.store") && e.contains("sqlite://PATH"),
+            "{e}"
+        );
 
         let e = error_of(jail, &none, &[("PORT", "7000"), ("GRPC_PORT", "7000")]);
-        assert!(e.contains("server.grpc_port") && e.contains("two ports"), "{e}");
+        assert!(
+            e.contains("server.grpc_port") && e.contains("two ports"),
+            "{e}"
+        );
 
         jail.create_file("bad.toml", "[server]\nport = 80\nbogus = 1\n")?;
-        let e = error_of(jail, &Overrides { config_file: Some("bad.toml".into()), ..none.clone() }, &[]);
+        let e = error_of(
+            jail,
+            &Overrides {
+                config_file: Some("bad.toml".into()),
+                ..none.clone()
+            },
+            &[],
+        );
         assert!(e.contains("bogus") && e.contains("bad.toml"), "{e}");
 
         jail.create_file("syntax.toml", "[server\nport = 80\n")?;
-        let e = error_of(jail, &Overrides { config_file: Some("syntax.toml".into()), ..none.clone() }, &[]);
+        let e = error_of(
+            jail,
+            &Overrides {
+                config_file: Some("syntax.toml".into()),
+                ..none.clone()
+            },
+            &[],
+        );
         assert!(e.contains("syntax.toml") && e.contains("line 1"), "{e}");
 
-        let e = error_of(jail, &Overrides { config_file: Some("missing.toml".into()), ..none.clone() }, &[]);
-        assert!(e.contains("missing.toml") && e.contains("no such file"), "{e}");
+        let e = error_of(
+            jail,
+            &Overrides {
+                config_file: Some("missing.toml".into()),
+                ..none.clone()
+            },
+            &[],
+        );
+        assert!(
+            e.contains("missing.toml") && e.contains("no such file"),
+            "{e}"
+        );
 
-        let e = error_of(jail, &Overrides { servers_config: Some("gone.json".into()), ..none.clone() }, &[]);
+        let e = error_of(
+            jail,
+            &Overrides {
+                servers_config: Some("gone.json".into()),
+                ..none.clone()
+            },
+            &[],
+        );
         assert!(e.contains("gone.json") && e.contains("cannot read"), "{e}");
 
-        jail.create_file("servers.json", "{\"mcpServers\": {\n \"a\": {\"command\": 1}}}")?;
-        let e = error_of(jail, &Overrides { servers_config: Some("servers.json".into()), ..none.clone() }, &[]);
+        jail.create_file(
+            "servers.json",
+            "{\"mcpServers\": {\n \"a\": {\"command\": 1}}}",
+        )?;
+        let e = error_of(
+            jail,
+            &Overrides {
+                servers_config: Some("servers.json".into()),
+                ..none.clone()
+            },
+            &[],
+        );
         assert!(e.contains("servers.json") && e.contains("line 2"), "{e}");
 
-        jail.create_file("models.toml", "[upstream]\ndefault_model = \"x\"\n[[models]]\nid = \"a\"\n")?;
-        let e = error_of(jail, &Overrides { config_file: Some("models.toml".into()), ..none.clone() }, &[]);
-        assert!(e.contains("upstream.default_model") && e.contains("[[models]]"), "{e}");
+        jail.create_file(
+            "models.toml",
+            "[upstream]\ndefault_model = \"x\"\n[[models]]\nid = \"a\"\n",
+        )?;
+        let e = error_of(
+            jail,
+            &Overrides {
+                config_file: Some("models.toml".into()),
+                ..none.clone()
+            },
+            &[],
+        );
+        assert!(
+            e.contains("upstream.default_model") && e.contains("[[models]]"),
+            "{e}"
+        );
 
         let e = error_of(jail, &none, &[("LOG_LEVEL", "[[[")]);
         assert!(e.contains("log.level") && e.contains("LOG_LEVEL"), "{e}");
@@ -175,10 +281,23 @@ fn secrets_never_print() {
             "servers_config.json",
             r#"{"mcpServers": {"r": {"url": "http://u:pw-secret@h/mcp", "headers": {"Authorization": "Bearer tok-secret"}}, "s": {"command": "x", "env": {"K": "env-secret"}}}}"#,
         )?;
-        let env = [("OPENAI_API_KEY", "sk-upstream"), ("API_KEYS", "client-secret"), ("MCP_CHAT_SESSION_STORE", "redis://:redis-secret@h:6379/0")];
+        let env = [
+            ("OPENAI_API_KEY", "sk-upstream"),
+            ("API_KEYS", "client-secret"),
+            ("MCP_CHAT_SESSION_STORE", "redis://:redis-secret@h:6379/0"),
+        ];
         let c = load_in(jail, &Overrides::default(), &env).unwrap();
         let printed = format!("{}\n{:?}", c.to_redacted_toml(), c);
-        for secret in ["sk-model", "org-secret", "pw-secret", "tok-secret", "env-secret", "sk-upstream", "client-secret", "redis-secret"] {
+        for secret in [
+            "sk-model",
+            "org-secret",
+            "pw-secret",
+            "tok-secret",
+            "env-secret",
+            "sk-upstream",
+            "client-secret",
+            "redis-secret",
+        ] {
             assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
         }
         assert!(printed.contains("<redacted>"));

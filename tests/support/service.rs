@@ -19,7 +19,11 @@ pub struct Service {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn binary() -> PathBuf {
@@ -54,7 +58,12 @@ impl Service {
         let mut cmd = command(dir.path(), http_port, grpc_port);
         cmd.envs(env.iter().copied()).args(args);
         let child = cmd.spawn().unwrap();
-        let service = Service { child, http_port, grpc_port, dir };
+        let service = Service {
+            child,
+            http_port,
+            grpc_port,
+            dir,
+        };
         service.wait_ready().await;
         service
     }
@@ -76,7 +85,10 @@ impl Service {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "the service did not become ready in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "the service did not become ready in 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -87,7 +99,11 @@ impl Service {
 
     /// Sends a signal by name (`TERM`, `KILL`, `INT`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -98,7 +114,10 @@ impl Service {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the service did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the service did not exit within {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -1,0 +1,126 @@
+//! The agent: given a conversation, call the upstream LLM with the MCP tools, execute the
+//! tool calls it makes, feed the results back, and answer — whole ([`Agent::chat`]) or as a
+//! stream of [`AgentEvent`]s ([`Agent::stream`]), streaming across tool calls.
+//!
+//! Every I/O dependency is a trait held as `Arc<dyn …>` ([`LlmClient`], [`ToolHub`]), so the
+//! loop is tested with scripted fakes. A stream is a producer task feeding a bounded channel:
+//! when the receiver is dropped (client gone) the work is cancelled — the upstream request is
+//! dropped and in-flight tool calls are cancelled.
+
+mod models;
+pub mod prompt_tools;
+mod turn;
+mod types;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use models::{ModelRoute, ModelTable};
+pub use types::{AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, TurnUsage};
+
+use crate::{config::AgentConfig, error::CoreError, llm::LlmClient, mcp::ToolHub};
+
+/// How many events a stream may run ahead of a slow client.
+const STREAM_BUFFER: usize = 64;
+
+/// The agent core. Cheap to clone.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    llm: Arc<dyn LlmClient>,
+    hub: Arc<dyn ToolHub>,
+    models: ModelTable,
+    settings: AgentConfig,
+}
+
+/// A stream of a turn's events; the last item is `Ok(AgentEvent::Done)` or an error.
+pub type AgentStream = mpsc::Receiver<Result<AgentEvent, CoreError>>;
+
+impl Agent {
+    pub fn new(
+        llm: Arc<dyn LlmClient>,
+        hub: Arc<dyn ToolHub>,
+        models: ModelTable,
+        settings: AgentConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                llm,
+                hub,
+                models,
+                settings,
+            }),
+        }
+    }
+
+    pub fn models(&self) -> &ModelTable {
+        &self.inner.models
+    }
+
+    pub fn hub(&self) -> &Arc<dyn ToolHub> {
+        &self.inner.hub
+    }
+
+    /// Runs a turn to the end. Cancelling `cancel` stops it (upstream and tools).
+    pub async fn chat(
+        &self,
+        request: AgentRequest,
+        cancel: CancellationToken,
+    ) -> Result<AgentResponse, CoreError> {
+        let route = self.inner.models.resolve(request.model.as_deref())?;
+        turn::Turn::new(&self.inner, route, request, cancel, None)
+            .run()
+            .await
+    }
+
+    /// Runs a turn on a producer task, streaming its events. Dropping the receiver cancels
+    /// the turn; so does cancelling `cancel`.
+    pub fn stream(
+        &self,
+        request: AgentRequest,
+        cancel: CancellationToken,
+    ) -> Result<AgentStream, CoreError> {
+        let route = self.inner.models.resolve(request.model.as_deref())?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let events = tx.clone();
+            let run = async {
+                let result = turn::Turn::new(&inner, route, request, cancel.clone(), Some(&events))
+                    .run()
+                    .await;
+                match result {
+                    Ok(response) => {
+                        let _ = events.send(Ok(AgentEvent::Done(Box::new(response)))).await;
+                    }
+                    Err(e) => {
+                        let _ = events.send(Err(e)).await;
+                    }
+                }
+            };
+            tokio::pin!(run);
+            let mut watching = true;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut run => break,
+                    () = tx.closed(), if watching => {
+                        // The client is gone: stop the work; the turn observes the token.
+                        cancel.cancel();
+                        watching = false;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,538 @@
+//! The loop with scripted fakes of the LLM and the hub: no network.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::{
+    config::{Config, ModelConfig, ToolMode},
+    llm::{
+        Completion, CompletionRequest, Endpoint, FinishReason, LlmError, LlmEvent, LlmStream,
+        Message, Role, ToolCall, ToolChoice, ToolDef, Usage,
+    },
+    mcp::{ServerState, ToolOutcome, ToolSpec},
+};
+
+/// Answers from a script and records every request.
+#[derive(Default)]
+struct ScriptedLlm {
+    script: Mutex<VecDeque<Result<Completion, LlmError>>>,
+    seen: Mutex<Vec<CompletionRequest>>,
+}
+
+impl ScriptedLlm {
+    fn new(script: Vec<Completion>) -> Arc<Self> {
+        Arc::new(Self {
+            script: Mutex::new(script.into_iter().map(Ok).collect()),
+            seen: Mutex::default(),
+        })
+    }
+    fn next(&self, request: &CompletionRequest) -> Result<Completion, LlmError> {
+        self.seen.lock().unwrap().push(request.clone());
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("the script ran out")
+    }
+    fn requests(&self) -> Vec<CompletionRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl LlmClient for ScriptedLlm {
+    async fn complete(
+        &self,
+        _: &Endpoint,
+        request: &CompletionRequest,
+    ) -> Result<Completion, LlmError> {
+        self.next(request)
+    }
+
+    async fn stream(
+        &self,
+        _: &Endpoint,
+        request: &CompletionRequest,
+    ) -> Result<LlmStream, LlmError> {
+        let completion = self.next(request)?;
+        // Content in two deltas, then the whole.
+        let mid = completion
+            .content
+            .char_indices()
+            .nth(completion.content.chars().count() / 2)
+            .map_or(0, |(i, _)| i);
+        let (a, b) = completion.content.split_at(mid);
+        let events = vec![
+            Ok(LlmEvent::Content(a.into())),
+            Ok(LlmEvent::Content(b.into())),
+            Ok(LlmEvent::Done(completion)),
+        ];
+        Ok(Box::pin(futures::stream::iter(events)))
+    }
+}
+
+fn text(content: &str) -> Completion {
+    Completion {
+        content: content.into(),
+        tool_calls: vec![],
+        finish_reason: FinishReason::Stop,
+        usage: Some(Usage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            total_tokens: 15,
+        }),
+    }
+}
+
+fn calls(list: &[(&str, &str, &str)]) -> Completion {
+    Completion {
+        content: String::new(),
+        tool_calls: list
+            .iter()
+            .map(|(id, name, args)| ToolCall {
+                id: (*id).into(),
+                name: (*name).into(),
+                arguments: (*args).into(),
+            })
+            .collect(),
+        finish_reason: FinishReason::ToolCalls,
+        usage: Some(Usage {
+            prompt_tokens: 20,
+            completion_tokens: 7,
+            total_tokens: 27,
+        }),
+    }
+}
+
+/// Tools `add` and `fail` and `slow` on server `fx`; records calls.
+#[derive(Default)]
+struct FakeHub {
+    calls: Mutex<Vec<(String, Value)>>,
+    cancelled: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl ToolHub for FakeHub {
+    fn tools(&self) -> Arc<[ToolSpec]> {
+        ["add", "fail", "slow"]
+            .iter()
+            .map(|n| ToolSpec {
+                name: (*n).into(),
+                server: "fx".into(),
+                tool: (*n).into(),
+                description: format!("{n} tool"),
+                input_schema: json!({"type": "object", "properties": {}}),
+            })
+            .collect()
+    }
+
+    async fn call(&self, name: &str, arguments: Value, cancel: CancellationToken) -> ToolOutcome {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((name.into(), arguments.clone()));
+        let outcome = |ok: bool, text: String| ToolOutcome {
+            server: "fx".into(),
+            tool: name.into(),
+            ok,
+            text,
+            duration: Duration::from_millis(1),
+        };
+        match name {
+            "add" => {
+                let sum =
+                    arguments["a"].as_i64().unwrap_or(0) + arguments["b"].as_i64().unwrap_or(0);
+                // The first call finishes last, so order must come from the call list.
+                if arguments["a"] == 1 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+                outcome(true, sum.to_string())
+            }
+            "slow" => {
+                tokio::select! {
+                    () = cancel.cancelled() => { *self.cancelled.lock().unwrap() += 1; outcome(false, "cancelled".into()) }
+                    () = tokio::time::sleep(Duration::from_secs(30)) => outcome(true, "done".into()),
+                }
+            }
+            _ => outcome(false, "boom: the tool failed".into()),
+        }
+    }
+
+    fn servers(&self) -> Vec<ServerState> {
+        Vec::new()
+    }
+}
+
+fn agent_with(
+    llm: Arc<ScriptedLlm>,
+    hub: Arc<FakeHub>,
+    mode: ToolMode,
+    max_iterations: u32,
+) -> Agent {
+    let mut config = Config::default();
+    config.upstream.base_url = "http://127.0.0.1:9/v1".into();
+    config.models = vec![ModelConfig {
+        id: "m".into(),
+        tool_mode: mode,
+        ..ModelConfig::default()
+    }];
+    config.upstream.default_model = "m".into();
+    config.agent.max_tool_iterations = max_iterations;
+    config.agent.system_prompt = Some("be helpful".into());
+    Agent::new(llm, hub, ModelTable::from_config(&config), config.agent)
+}
+
+fn user(text: &str) -> AgentRequest {
+    AgentRequest {
+        messages: vec![Message::new(Role::User, text)],
+        ..AgentRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn answers_without_tools() {
+    let llm = ScriptedLlm::new(vec![text("hello")]);
+    let agent = agent_with(llm.clone(), Arc::default(), ToolMode::Native, 10);
+    let r = agent
+        .chat(user("hi"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "hello");
+    assert_eq!(r.finish, Finish::Stop);
+    assert_eq!(r.usage.usage.total_tokens, 15);
+    assert!(r.executed.is_empty());
+    let sent = &llm.requests()[0];
+    assert_eq!(
+        sent.messages[0],
+        Message::new(Role::System, "be helpful"),
+        "system prompt prepended"
+    );
+    assert_eq!(sent.tools.len(), 3, "MCP tools offered");
+    assert_eq!(r.new_messages, vec![Message::new(Role::Assistant, "hello")]);
+}
+
+#[tokio::test]
+async fn one_tool_call_then_answer() {
+    let llm = ScriptedLlm::new(vec![
+        calls(&[("c1", "add", r#"{"a": 2, "b": 3}"#)]),
+        text("5"),
+    ]);
+    let hub = Arc::new(FakeHub::default());
+    let agent = agent_with(llm.clone(), hub.clone(), ToolMode::Native, 10);
+    let r = agent
+        .chat(user("2+3?"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "5");
+    assert_eq!(r.executed.len(), 1);
+    assert_eq!(
+        (
+            r.executed[0].server.as_str(),
+            r.executed[0].result.as_str(),
+            r.executed[0].ok
+        ),
+        ("fx", "5", true)
+    );
+    assert_eq!(
+        r.usage.usage.total_tokens,
+        27 + 15,
+        "usage summed over both upstream calls"
+    );
+    let second = &llm.requests()[1];
+    let n = second.messages.len();
+    assert_eq!(second.messages[n - 2].tool_calls[0].id, "c1");
+    assert_eq!(second.messages[n - 1], Message::tool_result("c1", "5"));
+    assert_eq!(
+        r.new_messages.len(),
+        3,
+        "assistant call, tool result, answer"
+    );
+}
+
+#[tokio::test]
+async fn parallel_calls_keep_call_order() {
+    let llm = ScriptedLlm::new(vec![
+        calls(&[
+            ("c1", "add", r#"{"a": 1, "b": 1}"#),
+            ("c2", "add", r#"{"a": 2, "b": 2}"#),
+        ]),
+        text("done"),
+    ]);
+    let agent = agent_with(llm.clone(), Arc::default(), ToolMode::Native, 10);
+    let r = agent
+        .chat(user("x"), CancellationToken::new())
+        .await
+        .unwrap();
+    let second = &llm.requests()[1];
+    let n = second.messages.len();
+    assert_eq!(second.messages[n - 2], Message::tool_result("c1", "2"));
+    assert_eq!(second.messages[n - 1], Message::tool_result("c2", "4"));
+    assert_eq!(
+        r.executed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["c1", "c2"]
+    );
+}
+
+#[tokio::test]
+async fn tool_errors_and_bad_arguments_go_back_to_the_model() {
+    let llm = ScriptedLlm::new(vec![
+        calls(&[
+            ("c1", "fail", "{}"),
+            ("c2", "add", "{not json"),
+            ("c3", "nope", "{}"),
+        ]),
+        text("sorry"),
+    ]);
+    let hub = Arc::new(FakeHub::default());
+    let agent = agent_with(llm.clone(), hub.clone(), ToolMode::Native, 10);
+    let r = agent
+        .chat(user("x"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "sorry");
+    assert!(r.executed.iter().all(|c| !c.ok));
+    assert!(r.executed[0].result.contains("boom"));
+    assert!(r.executed[1].result.contains("not valid JSON"));
+    assert!(r.executed[2].result.contains("no tool named \"nope\""));
+    assert_eq!(
+        hub.calls.lock().unwrap().len(),
+        1,
+        "only the well-formed call reached the hub"
+    );
+    let second = &llm.requests()[1];
+    assert!(
+        second
+            .messages
+            .iter()
+            .any(|m| m.role == Role::Tool && m.content.contains("boom"))
+    );
+}
+
+#[tokio::test]
+async fn iteration_limit_stops_the_loop() {
+    let llm = ScriptedLlm::new(vec![
+        calls(&[("c1", "add", "{}")]),
+        calls(&[("c2", "add", "{}")]),
+        calls(&[("c3", "add", "{}")]),
+    ]);
+    let agent = agent_with(llm.clone(), Arc::default(), ToolMode::Native, 2);
+    let r = agent
+        .chat(user("x"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.finish, Finish::IterationLimit);
+    assert_eq!(llm.requests().len(), 2, "no third upstream call");
+    assert!(r.message.content.contains("limit of 2 rounds"));
+    // Every call in the stored turn has its result.
+    let calls: usize = r.new_messages.iter().map(|m| m.tool_calls.len()).sum();
+    let results = r
+        .new_messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .count();
+    assert_eq!(calls, results);
+}
+
+#[tokio::test]
+async fn client_tool_call_is_returned_to_the_caller() {
+    let llm = ScriptedLlm::new(vec![calls(&[(
+        "c1",
+        "get_weather",
+        r#"{"city": "Paris"}"#,
+    )])]);
+    let hub = Arc::new(FakeHub::default());
+    let agent = agent_with(llm.clone(), hub.clone(), ToolMode::Native, 10);
+    let mut request = user("weather?");
+    request.client_tools = vec![ToolDef {
+        name: "get_weather".into(),
+        description: "weather".into(),
+        parameters: json!({"type": "object"}),
+        strict: None,
+    }];
+    let r = agent.chat(request, CancellationToken::new()).await.unwrap();
+    assert_eq!(r.finish, Finish::ToolCalls);
+    assert_eq!(r.message.tool_calls[0].name, "get_weather");
+    assert_eq!(r.message.tool_calls[0].arguments, r#"{"city": "Paris"}"#);
+    assert!(
+        hub.calls.lock().unwrap().is_empty(),
+        "client tools never run server-side"
+    );
+    assert_eq!(
+        llm.requests()[0].tools.len(),
+        4,
+        "client tool offered beside the MCP tools"
+    );
+}
+
+#[tokio::test]
+async fn tool_choice_none_is_passed_and_nothing_runs() {
+    let llm = ScriptedLlm::new(vec![text("no tools used")]);
+    let agent = agent_with(llm.clone(), Arc::default(), ToolMode::Native, 10);
+    let mut request = user("x");
+    request.tool_choice = Some(ToolChoice::None);
+    let r = agent.chat(request, CancellationToken::new()).await.unwrap();
+    assert_eq!(r.message.content, "no tools used");
+    assert_eq!(llm.requests()[0].tool_choice, Some(ToolChoice::None));
+}
+
+#[tokio::test]
+async fn forced_tool_choice_applies_to_the_first_round_only() {
+    let llm = ScriptedLlm::new(vec![calls(&[("c1", "add", "{}")]), text("ok")]);
+    let agent = agent_with(llm.clone(), Arc::default(), ToolMode::Native, 10);
+    let mut request = user("x");
+    request.tool_choice = Some(ToolChoice::Function("add".into()));
+    agent.chat(request, CancellationToken::new()).await.unwrap();
+    let seen = llm.requests();
+    assert_eq!(
+        seen[0].tool_choice,
+        Some(ToolChoice::Function("add".into()))
+    );
+    assert_eq!(seen[1].tool_choice, Some(ToolChoice::Auto));
+}
+
+#[tokio::test]
+async fn prompt_mode_parses_calls_and_feeds_results_as_user_messages() {
+    let llm = ScriptedLlm::new(vec![
+        text("I will add them.\n{\"tool\": \"add\", \"arguments\": {\"a\": 2, \"b\": 2}}"),
+        text("The sum is 4."),
+    ]);
+    let agent = agent_with(llm.clone(), Arc::default(), ToolMode::Prompt, 10);
+    let r = agent
+        .chat(user("2+2?"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "The sum is 4.");
+    assert_eq!(r.executed[0].result, "4");
+    let seen = llm.requests();
+    assert!(seen[0].tools.is_empty(), "prompt mode sends no tools field");
+    assert!(
+        seen[0].messages[0].content.contains("- add: add tool"),
+        "tools described in the system prompt"
+    );
+    let last = seen[1].messages.last().unwrap();
+    assert_eq!(last.role, Role::User);
+    assert!(last.content.contains("Result of the tool add:\n4"));
+}
+
+#[tokio::test]
+async fn stream_delivers_events_in_order_across_tool_calls() {
+    let llm = ScriptedLlm::new(vec![
+        calls(&[("c1", "add", r#"{"a": 2, "b": 3}"#)]),
+        text("the answer is 5"),
+    ]);
+    let agent = agent_with(llm, Arc::default(), ToolMode::Native, 10);
+    let mut rx = agent.stream(user("x"), CancellationToken::new()).unwrap();
+    let mut kinds = Vec::new();
+    let mut content = String::new();
+    while let Some(event) = rx.recv().await {
+        let event = event.unwrap();
+        kinds.push(match &event {
+            AgentEvent::Start { .. } => "start",
+            AgentEvent::Content(t) => {
+                content.push_str(t);
+                "content"
+            }
+            AgentEvent::ToolCallStarted { .. } => "started",
+            AgentEvent::ToolCallFinished { ok: true, .. } => "finished",
+            AgentEvent::ToolCallFinished { .. } => "failed",
+            AgentEvent::ClientToolCall(_) => "client",
+            AgentEvent::Usage(_) => "usage",
+            AgentEvent::Done(_) => "done",
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "start", "started", "finished", "content", "content", "usage", "done"
+        ]
+    );
+    assert_eq!(content, "the answer is 5");
+}
+
+#[tokio::test]
+async fn dropping_the_stream_cancels_the_tool_call() {
+    let llm = ScriptedLlm::new(vec![calls(&[("c1", "slow", "{}")]), text("never")]);
+    let hub = Arc::new(FakeHub::default());
+    let agent = agent_with(llm.clone(), hub.clone(), ToolMode::Native, 10);
+    let mut rx = agent.stream(user("x"), CancellationToken::new()).unwrap();
+    // Read until the slow tool started, then go away.
+    while let Some(Ok(event)) = rx.recv().await {
+        if matches!(event, AgentEvent::ToolCallStarted { .. }) {
+            break;
+        }
+    }
+    drop(rx);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while *hub.cancelled.lock().unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the tool call was not cancelled");
+    assert_eq!(
+        llm.requests().len(),
+        1,
+        "no further upstream call after the client left"
+    );
+}
+
+#[tokio::test]
+async fn missing_api_key_names_the_setting() {
+    let mut config = Config::default();
+    config.upstream.default_model = "gpt-4o".into();
+    let agent = Agent::new(
+        ScriptedLlm::new(vec![]),
+        Arc::new(FakeHub::default()),
+        ModelTable::from_config(&config),
+        config.agent,
+    );
+    let err = agent
+        .chat(user("x"), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("OPENAI_API_KEY"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_model_is_not_found() {
+    let agent = agent_with(
+        ScriptedLlm::new(vec![]),
+        Arc::default(),
+        ToolMode::Native,
+        10,
+    );
+    let mut request = user("x");
+    request.model = Some("gpt-9".into());
+    assert!(
+        matches!(agent.chat(request, CancellationToken::new()).await, Err(CoreError::ModelNotFound(m)) if m == "gpt-9")
+    );
+}
+
+#[tokio::test]
+async fn usage_is_estimated_when_the_upstream_gives_none() {
+    let mut answer = text("a fairly long answer with several tokens in it");
+    answer.usage = None;
+    let agent = agent_with(
+        ScriptedLlm::new(vec![answer]),
+        Arc::default(),
+        ToolMode::Native,
+        10,
+    );
+    let r = agent
+        .chat(user("hello there"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(r.usage.estimated);
+    assert!(r.usage.usage.completion_tokens >= 8, "{:?}", r.usage);
+    assert_eq!(
+        r.usage.usage.total_tokens,
+        r.usage.usage.prompt_tokens + r.usage.usage.completion_tokens
+    );
+}

@@ -1,0 +1,103 @@
+//! The agent's request, events and response: core types, no wire shapes.
+
+use std::time::Duration;
+
+use crate::llm::{GenParams, Message, ToolCall, ToolChoice, ToolDef, Usage};
+
+/// One turn asked of the agent, already validated by the edge.
+#[derive(Debug, Clone, Default)]
+pub struct AgentRequest {
+    /// A configured model id; `None` = the default model.
+    pub model: Option<String>,
+    /// The conversation (stored history first, when there is one).
+    pub messages: Vec<Message>,
+    pub params: GenParams,
+    /// Client-side tools: a call to one ends the turn and goes back to the caller.
+    pub client_tools: Vec<ToolDef>,
+    pub tool_choice: Option<ToolChoice>,
+}
+
+/// Why a turn ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    Length,
+    /// The model called client-side tools; the caller runs them and continues.
+    ToolCalls,
+    ContentFilter,
+    /// `agent.max_tool_iterations` rounds of tool calls were made.
+    IterationLimit,
+    /// Another reason the upstream gave, kept as it said it.
+    Other(String),
+}
+
+/// Token usage of a whole turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnUsage {
+    pub usage: Usage,
+    /// True when at least one upstream call reported none and its share was estimated.
+    pub estimated: bool,
+}
+
+/// A tool call the agent executed on an MCP server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutedCall {
+    pub id: String,
+    pub name: String,
+    pub server: String,
+    pub tool: String,
+    pub arguments: String,
+    pub ok: bool,
+    pub result: String,
+    pub duration: Duration,
+}
+
+/// The outcome of a turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentResponse {
+    /// `chatcmpl-…`, unique per turn.
+    pub id: String,
+    pub model: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The final assistant message (client-side `tool_calls` when `finish` is ToolCalls).
+    pub message: Message,
+    pub finish: Finish,
+    pub usage: TurnUsage,
+    /// MCP calls executed server-side, in the order the model made them.
+    pub executed: Vec<ExecutedCall>,
+    /// Every message the turn added after the request's own (assistant messages with
+    /// their tool calls, tool results, the final answer): what a session stores.
+    pub new_messages: Vec<Message>,
+}
+
+/// What a streamed turn yields, in order. `Done` is last.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// Ids known before any output.
+    Start {
+        id: String,
+        model: String,
+        created: i64,
+    },
+    /// Assistant text as it arrives.
+    Content(String),
+    ToolCallStarted {
+        id: String,
+        name: String,
+        server: String,
+        tool: String,
+        arguments: String,
+    },
+    ToolCallFinished {
+        id: String,
+        name: String,
+        ok: bool,
+        result: String,
+        duration: Duration,
+    },
+    /// A client-side tool call, complete.
+    ClientToolCall(ToolCall),
+    Usage(TurnUsage),
+    Done(Box<AgentResponse>),
+}
