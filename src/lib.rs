@@ -13,6 +13,7 @@
 )]
 
 pub mod agent;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -12,8 +12,12 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::{
     Config,
+    agent::{Agent, ModelTable},
+    auth::ApiKeys,
     grpc::ChatApi,
     http::{self, HttpState},
+    llm::openai::OpenAiClient,
+    mcp::{McpHub, ToolHub},
     pb::{self, chat_service_server::ChatServiceServer},
     readiness::{Component, Readiness},
 };
@@ -53,6 +57,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    #[error("upstream client: {0}")]
+    Upstream(#[from] crate::llm::LlmError),
 }
 
 /// Serves until `shutdown` is cancelled, then drains and returns.
@@ -73,7 +79,10 @@ pub async fn run(
         },
     );
 
-    let api = ChatApi::new(config.clone());
+    let llm = Arc::new(OpenAiClient::new(&config.upstream)?);
+    let hub = McpHub::start(&config.mcp, &config.servers);
+    let agent = Agent::new(llm, hub.clone(), ModelTable::from_config(&config), config.agent.clone());
+    let api = ChatApi::new(agent, ApiKeys::new(config.server.api_keys.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -107,6 +116,22 @@ pub async fn run(
     let mut http_task = tokio::spawn(async move { http.await });
     readiness.set("http", listening(http_addr));
 
+    // Readiness waits for every MCP server's first connection attempt (bounded), so a
+    // ready pod offers the tools it will have; servers that failed keep retrying.
+    let _ = hub.wait_first_attempts(config.mcp.startup_timeout).await;
+    report_servers(&readiness, hub.as_ref());
+    let board = readiness.clone();
+    let watched = hub.clone();
+    let stop_watch = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop_watch.cancelled() => break,
+                _ = tick.tick() => report_servers(&board, watched.as_ref()),
+            }
+        }
+    });
     health.set_serving::<ChatServiceServer<ChatApi>>().await;
     readiness.mark_started();
     tracing::info!(%http_addr, %grpc_addr, "mcp-chat is ready");
@@ -142,8 +167,20 @@ pub async fn run(
         grpc_task.abort();
         http_task.abort();
     }
+    hub.shutdown().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Puts each MCP server's state on the readiness board (`mcp:<name>`).
+fn report_servers(readiness: &Readiness, hub: &dyn ToolHub) {
+    for s in hub.servers() {
+        let detail = match &s.error {
+            Some(e) => format!("{} ({}): {e}", s.state, s.transport),
+            None => format!("{} ({}, {} tools, {} restarts)", s.state, s.transport, s.tool_count, s.restarts),
+        };
+        readiness.set(format!("mcp:{}", s.name), Component { up: s.state == "ready", required: s.required, detail });
+    }
 }
 
 fn listening(addr: SocketAddr) -> Component {

@@ -1,98 +1,186 @@
-//! The gRPC edge: `mcpchat.v1.ChatService` over the agent core, plus the standard health
-//! and reflection services. The HTTP gateway calls [`ChatApi`] in process, so whatever the
-//! product can do is reachable here first.
+//! The gRPC edge: `mcpchat.v1.ChatService` over the agent core. The HTTP gateway calls
+//! [`ChatApi`] in process, so whatever the product can do is reachable here first; auth and
+//! deadlines therefore live in these methods, not in a tonic interceptor.
 
-use std::sync::Arc;
+pub mod convert;
+pub mod status;
 
-use tonic::{Request, Response, Status};
+use std::{
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use crate::{Config, pb};
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, metadata::MetadataMap};
+
+use crate::{agent::Agent, auth::ApiKeys, error::CoreError, pb};
 
 /// The ChatService implementation. Cheap to clone; shared by the gRPC server and the gateway.
 #[derive(Clone)]
 pub struct ChatApi {
-    config: Arc<Config>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    agent: Agent,
+    keys: ApiKeys,
     /// Process start (Unix seconds): the `created` of every model.
     created: i64,
 }
 
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ChatEvent, Status>> + Send>>;
+
 impl ChatApi {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(agent: Agent, keys: ApiKeys) -> Self {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        Self { config, created }
+        Self { inner: Arc::new(Inner { agent, keys, created }) }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
+        self.inner.keys.check(header).map_err(|e| status::status(tonic::Code::Unauthenticated, "invalid_api_key", e.to_string(), None))
     }
 }
 
-type EventStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::ChatEvent, Status>> + Send>>;
+/// The client's `grpc-timeout`, less a margin so our own deadline answer (DEADLINE_EXCEEDED,
+/// tools cancelled) goes out before tonic's timer drops the call.
+fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    let margin = (timeout / 20).min(Duration::from_millis(50));
+    Some(Instant::now() + timeout - margin)
+}
 
 #[tonic::async_trait]
 impl pb::chat_service_server::ChatService for ChatApi {
-    async fn chat(
-        &self,
-        _request: Request<pb::ChatRequest>,
-    ) -> Result<Response<pb::ChatResponse>, Status> {
-        Err(Status::unimplemented("Chat is not implemented yet"))
+    async fn chat(&self, request: Request<pb::ChatRequest>) -> Result<Response<pb::ChatResponse>, Status> {
+        self.authorize(request.metadata())?;
+        let deadline = deadline(request.metadata());
+        let request = convert::agent_request(request.into_inner(), false)?;
+        let cancel = CancellationToken::new();
+        // Dropped by the caller (client gone, gateway disconnect): cancel the work.
+        let _guard = cancel.clone().drop_guard();
+        let run = self.inner.agent.chat(request, cancel.clone());
+        let response = match deadline {
+            None => run.await?,
+            Some(at) => match tokio::time::timeout_at(at.into(), run).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    cancel.cancel();
+                    return Err(CoreError::DeadlineExceeded.into());
+                }
+            },
+        };
+        Ok(Response::new(convert::response_to_pb(response, None)))
     }
 
     type StreamChatStream = EventStream;
 
-    async fn stream_chat(
-        &self,
-        _request: Request<pb::ChatRequest>,
-    ) -> Result<Response<Self::StreamChatStream>, Status> {
-        Err(Status::unimplemented("StreamChat is not implemented yet"))
+    async fn stream_chat(&self, request: Request<pb::ChatRequest>) -> Result<Response<Self::StreamChatStream>, Status> {
+        self.authorize(request.metadata())?;
+        let deadline = deadline(request.metadata());
+        let request = convert::agent_request(request.into_inner(), false)?;
+        let cancel = CancellationToken::new();
+        let rx = self.inner.agent.stream(request, cancel.clone())?;
+        Ok(Response::new(Box::pin(event_stream(rx, cancel, deadline, None))))
     }
 
-    async fn list_models(
-        &self,
-        _request: Request<pb::ListModelsRequest>,
-    ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        let config = &self.config;
-        let models = config
-            .effective_models()
-            .into_iter()
+    async fn list_models(&self, request: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+        self.authorize(request.metadata())?;
+        let table = self.inner.agent.models();
+        let models = table
+            .all()
+            .iter()
             .map(|m| pb::Model {
-                upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.id.clone()),
-                id: m.id,
+                id: m.id.clone(),
+                upstream_model: m.upstream_model.clone(),
                 tool_mode: m.tool_mode.as_str().to_string(),
                 context_window: m.context_window,
-                created: self.created,
+                created: self.inner.created,
                 owned_by: "mcp-chat".to_string(),
             })
             .collect();
-        Ok(Response::new(pb::ListModelsResponse {
-            models,
-            default_model: config.upstream.default_model.clone(),
-        }))
+        Ok(Response::new(pb::ListModelsResponse { models, default_model: table.default_id().to_string() }))
     }
 
-    async fn list_tools(
-        &self,
-        _request: Request<pb::ListToolsRequest>,
-    ) -> Result<Response<pb::ListToolsResponse>, Status> {
-        Err(Status::unimplemented("ListTools is not implemented yet"))
+    async fn list_tools(&self, request: Request<pb::ListToolsRequest>) -> Result<Response<pb::ListToolsResponse>, Status> {
+        self.authorize(request.metadata())?;
+        let hub = self.inner.agent.hub();
+        let tools = hub.tools().iter().map(convert::tool_to_pb).collect();
+        let servers = hub.servers().iter().map(convert::server_to_pb).collect();
+        Ok(Response::new(pb::ListToolsResponse { tools, servers }))
     }
 
-    async fn get_session(
-        &self,
-        _request: Request<pb::GetSessionRequest>,
-    ) -> Result<Response<pb::Session>, Status> {
+    async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Result<Response<pb::Session>, Status> {
+        self.authorize(request.metadata())?;
         Err(Status::unimplemented("GetSession is not implemented yet"))
     }
 
     async fn delete_session(
         &self,
-        _request: Request<pb::DeleteSessionRequest>,
+        request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        Err(Status::unimplemented(
-            "DeleteSession is not implemented yet",
-        ))
+        self.authorize(request.metadata())?;
+        Err(Status::unimplemented("DeleteSession is not implemented yet"))
     }
+}
+
+/// Agent events as proto events; ends with DEADLINE_EXCEEDED when the deadline passes.
+/// Dropping the stream drops the receiver, which cancels the turn.
+fn event_stream(
+    rx: crate::agent::AgentStream,
+    cancel: CancellationToken,
+    deadline: Option<Instant>,
+    session_id: Option<String>,
+) -> impl Stream<Item = Result<pb::ChatEvent, Status>> + Send {
+    struct State {
+        rx: crate::agent::AgentStream,
+        _guard: tokio_util::sync::DropGuard,
+        cancel: CancellationToken,
+        deadline: Option<Instant>,
+        session_id: Option<String>,
+        done: bool,
+    }
+    let state = State { rx, _guard: cancel.clone().drop_guard(), cancel, deadline, session_id, done: false };
+    futures::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let next = match s.deadline {
+            None => s.rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at.into(), s.rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    s.cancel.cancel();
+                    s.done = true;
+                    return Some((Err(CoreError::DeadlineExceeded.into()), s));
+                }
+            },
+        };
+        match next {
+            None => None,
+            Some(Ok(event)) => {
+                let event = convert::event_to_pb(event, &s.session_id);
+                Some((Ok(event), s))
+            }
+            Some(Err(e)) => {
+                s.done = true;
+                Some((Err(Status::from(e)), s))
+            }
+        }
+    })
 }
