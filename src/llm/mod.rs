@@ -4,6 +4,17 @@
 //! that `openai.rs` keeps private). The real client is [`openai::OpenAiClient`]; tests of the
 //! loop use scripted fakes of the trait.
 
+mod answer;
+mod assemble;
+pub mod openai;
+mod request;
+pub mod retry;
+pub mod sse;
+mod wire;
+
+pub use openai::OpenAiClient;
+pub use retry::RetryPolicy;
+
 use std::{collections::BTreeMap, pin::Pin, time::Duration};
 
 use futures::Stream;

@@ -1,0 +1,314 @@
+//! The real [`LlmClient`]: chat completions against any OpenAI-compatible base URL over one
+//! pooled reqwest client, with retries (before the first event only) and four timeouts.
+//!
+//! Owns request building (URL, headers, the body serialized straight to bytes), the retry loop,
+//! the connect / first-byte / idle / total timeouts, and reading the body (whole, or as the byte
+//! stream [`sse::decode`] turns into events). Dropping a returned stream drops the response and
+//! with it the upstream connection; no task is left reading it.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tokio::time::{Instant, timeout_at};
+
+use super::{
+    Completion, CompletionRequest, Endpoint, LlmClient, LlmError, LlmEvent, LlmStream,
+    answer::{error_message, parse_completion},
+    retry::{self, RetryPolicy},
+    sse::{self, BodyError},
+    request::ChatBody,
+};
+use crate::config::UpstreamConfig;
+
+/// Largest whole answer read (non-streamed completions and error bodies).
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Largest error body read for its message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Chat completions over HTTP; one per process (cheap to share behind an `Arc`).
+#[derive(Debug, Clone)]
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+    idle: Duration,
+    total: Duration,
+}
+
+impl OpenAiClient {
+    /// Builds the one pooled HTTP client (rustls) from the `[upstream]` timeouts and retries.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, LlmError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // A redirected POST would become a GET; an upstream that redirects is misconfigured.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| LlmError::Connect {
+                url: config.base_url.clone(),
+                message: format!("cannot build the HTTP client: {}", chain(&e)),
+            })?;
+        Ok(Self {
+            http,
+            timeouts: Timeouts {
+                connect: config.connect_timeout,
+                first_byte: config.first_byte_timeout,
+                idle: config.idle_timeout,
+                total: config.total_timeout,
+            },
+            retry: RetryPolicy::from_config(config),
+        })
+    }
+
+    /// Replaces the retry policy (tests use short backoffs).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sends the request until a success status, a final error or the retries run out.
+    /// Returns the response (headers read) and the call's total deadline.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        request: &CompletionRequest,
+        stream: bool,
+    ) -> Result<(reqwest::Response, Instant), LlmError> {
+        let deadline = Instant::now() + self.timeouts.total;
+        let url = format!("{}/chat/completions", endpoint.base_url.trim_end_matches('/'));
+        let connect_error = |message: String| LlmError::Connect {
+            url: url.clone(),
+            message,
+        };
+        let body = serde_json::to_vec(&ChatBody { request, stream })
+            .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
+        let prepared = self
+            .http
+            .post(&url)
+            .headers(headers(endpoint, stream).map_err(connect_error)?)
+            .body(Bytes::from(body))
+            .build()
+            .map_err(|e| connect_error(chain(&e)))?;
+
+        let mut retries = 0;
+        loop {
+            let attempt = prepared
+                .try_clone()
+                .ok_or_else(|| connect_error("the request body cannot be resent".into()))?;
+            let (limit, timeout) = self.limit(deadline, "first byte", self.timeouts.first_byte);
+            let (error, retryable, retry_after) =
+                match timeout_at(limit, self.http.execute(attempt)).await {
+                    Err(_) => return Err(timeout),
+                    Ok(Ok(response)) if response.status().is_success() => {
+                        return Ok((response, deadline));
+                    }
+                    Ok(Ok(response)) => self.status_error(response, deadline).await,
+                    Ok(Err(e)) => (self.transport_error(&url, &e), true, None),
+                };
+            if !retryable || retries >= self.retry.max_retries {
+                return Err(error);
+            }
+            let delay = self.retry.delay(retries, retry_after);
+            if Instant::now() + delay >= deadline {
+                return Err(error);
+            }
+            tracing::warn!(%error, retry = retries + 1, ?delay, "upstream call failed; retrying");
+            tokio::time::sleep(delay).await;
+            retries += 1;
+        }
+    }
+
+    /// The earlier of `now + after` and the total deadline, and the timeout error it means.
+    fn limit(&self, deadline: Instant, phase: &'static str, after: Duration) -> (Instant, LlmError) {
+        let at = Instant::now() + after;
+        if at < deadline {
+            (at, LlmError::Timeout { phase, after })
+        } else {
+            let total = self.timeouts.total;
+            (deadline, LlmError::Timeout { phase: "total", after: total })
+        }
+    }
+
+    /// An error status: the upstream's message, whether to retry, and the wait it asked for.
+    async fn status_error(
+        &self,
+        mut response: reqwest::Response,
+        deadline: Instant,
+    ) -> (LlmError, bool, Option<Duration>) {
+        let status = response.status().as_u16();
+        let retryable = retry::should_retry(status, response.headers());
+        let retry_after = retry::retry_after(response.headers(), SystemTime::now());
+        let body = self
+            .read_body(&mut response, deadline, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        let (message, code) = error_message(&body);
+        let error = LlmError::Status {
+            status,
+            message,
+            code,
+            retry_after,
+        };
+        (error, retryable, retry_after)
+    }
+
+    fn transport_error(&self, url: &str, e: &reqwest::Error) -> LlmError {
+        if e.is_connect() && e.is_timeout() {
+            LlmError::Timeout {
+                phase: "connect",
+                after: self.timeouts.connect,
+            }
+        } else {
+            LlmError::Connect {
+                url: url.to_owned(),
+                message: chain(e),
+            }
+        }
+    }
+
+    /// Reads the whole body (at most `max` bytes; more is cut off) under the idle and total
+    /// timeouts.
+    async fn read_body(
+        &self,
+        response: &mut reqwest::Response,
+        deadline: Instant,
+        max: usize,
+    ) -> Result<Bytes, LlmError> {
+        let hint = response.content_length().unwrap_or(0);
+        let mut body = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0).min(max));
+        while let Some(chunk) = next_chunk(response, deadline, self.timeouts).await? {
+            body.extend_from_slice(&chunk[..chunk.len().min(max - body.len())]);
+            if body.len() >= max {
+                break;
+            }
+        }
+        Ok(body.freeze())
+    }
+}
+
+#[async_trait::async_trait]
+impl LlmClient for OpenAiClient {
+    async fn complete(
+        &self,
+        endpoint: &Endpoint,
+        request: &CompletionRequest,
+    ) -> Result<Completion, LlmError> {
+        let (mut response, deadline) = self.send(endpoint, request, false).await?;
+        let body = self.read_body(&mut response, deadline, MAX_BODY).await?;
+        parse_completion(&body)
+    }
+
+    async fn stream(
+        &self,
+        endpoint: &Endpoint,
+        request: &CompletionRequest,
+    ) -> Result<LlmStream, LlmError> {
+        let (mut response, deadline) = self.send(endpoint, request, true).await?;
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if is_json {
+            // An upstream that ignored `stream: true` answered whole: replay it as events.
+            let body = self.read_body(&mut response, deadline, MAX_BODY).await?;
+            let completion = parse_completion(&body)?;
+            let content = (!completion.content.is_empty())
+                .then(|| Ok(LlmEvent::Content(completion.content.clone())));
+            let events = content.into_iter().chain([Ok(LlmEvent::Done(completion))]);
+            return Ok(Box::pin(futures::stream::iter(events)));
+        }
+        Ok(Box::pin(sse::decode(body_stream(
+            response,
+            deadline,
+            self.timeouts,
+        ))))
+    }
+}
+
+/// The request headers: JSON body, what we accept, the key (only when set), the endpoint's own.
+fn headers(endpoint: &Endpoint, stream: bool) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::with_capacity(3 + endpoint.headers.len());
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let accept = if stream { "text/event-stream" } else { "application/json" };
+    headers.insert(ACCEPT, HeaderValue::from_static(accept));
+    if !endpoint.api_key.is_empty() {
+        let mut value = HeaderValue::try_from(format!("Bearer {}", endpoint.api_key.expose()))
+            .map_err(|_| "the API key is not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    for (name, value) in &endpoint.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        let mut value = HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("invalid value for header {name}"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
+/// The next chunk of a body, under the idle timeout and the call's total deadline.
+async fn next_chunk(
+    response: &mut reqwest::Response,
+    deadline: Instant,
+    timeouts: Timeouts,
+) -> Result<Option<Bytes>, LlmError> {
+    let idle_at = Instant::now() + timeouts.idle;
+    let (limit, timeout) = if idle_at < deadline {
+        let after = timeouts.idle;
+        (idle_at, LlmError::Timeout { phase: "idle", after })
+    } else {
+        let after = timeouts.total;
+        (deadline, LlmError::Timeout { phase: "total", after })
+    };
+    match timeout_at(limit, response.chunk()).await {
+        Err(_) => Err(timeout),
+        Ok(Ok(chunk)) => Ok(chunk),
+        Ok(Err(e)) => Err(LlmError::Stream(format!(
+            "reading the upstream's answer failed: {}",
+            chain(&e)
+        ))),
+    }
+}
+
+/// The body as a byte stream that owns the response: dropping it closes the connection.
+fn body_stream(
+    response: reqwest::Response,
+    deadline: Instant,
+    timeouts: Timeouts,
+) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
+    futures::stream::unfold(Some(response), move |response| async move {
+        let mut response = response?;
+        match next_chunk(&mut response, deadline, timeouts).await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+            Ok(None) => None,
+            Err(e) => Some((Err(BodyError(e)), None)),
+        }
+    })
+}
+
+/// An error and its sources, joined with `: ` (reqwest's own message alone is terse).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
