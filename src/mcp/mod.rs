@@ -1,11 +1,57 @@
-//! The MCP hub seam: the [`ToolHub`] trait the agent loop calls and its types.
+//! The MCP hub: the [`ToolHub`] trait the agent loop calls, and [`McpHub`], its
+//! implementation over real MCP servers.
 //!
 //! The hub owns the MCP servers (start, connect, supervise), the index of their tools under
 //! names valid for OpenAI function calling, and call routing. It knows nothing of the LLM.
+//!
+//! # Public API
+//! - [`McpHub::start`]`(&McpConfig, &ServersConfig) -> Arc<McpHub>` returns at once (call it
+//!   inside a tokio runtime); every enabled server connects concurrently in the background,
+//!   each bounded by `mcp.startup_timeout`, and is retried with capped backoff when it fails.
+//! - [`McpHub::wait_first_attempts`]`(bound)` waits until every server's first connection
+//!   attempt has finished (ready or failed), for readiness reporting.
+//! - `impl` [`ToolHub`]: [`ToolHub::tools`] (a cheap `Arc<[ToolSpec]>` snapshot),
+//!   [`ToolHub::call`], [`ToolHub::servers`].
+//! - [`McpHub::call_server_tool`] calls a tool by server and tool name (for `mcp-chat tools call`).
+//! - [`McpHub::shutdown`] stops every server; stdio children are killed with their process
+//!   group and waited for.
+//!
+//! Files: `transport.rs` (connection set-up, child processes), `legacy_sse.rs` (the
+//! 2024-11-05 SSE client transport), `supervisor.rs` (per-server task: restart, re-list),
+//! `naming.rs` (exposed names, schema repair), `call.rs` (call routing), `result.rs`
+//! (results as text for the model).
 
-use std::{sync::Arc, time::Duration};
+mod call;
+pub mod legacy_sse;
+pub mod naming;
+pub mod result;
+mod supervisor;
+pub mod transport;
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::{McpConfig, ServersConfig};
+use supervisor::Slot;
+
+/// Errors of the MCP layer (connection set-up; calls report failures as [`ToolOutcome`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Connect(String),
+}
 
 /// A tool as offered to the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,4 +112,236 @@ pub trait ToolHub: Send + Sync {
 
     /// Every configured server and its state.
     fn servers(&self) -> Vec<ServerState>;
+}
+
+/// The tool index as one snapshot: the list offered and the name -> position map.
+#[derive(Default)]
+struct Index {
+    tools: Arc<[ToolSpec]>,
+    by_name: HashMap<String, usize>,
+}
+
+/// State shared by the hub and its server tasks.
+pub(crate) struct Shared {
+    config: McpConfig,
+    slots: Vec<Arc<Slot>>,
+    index: RwLock<Arc<Index>>,
+    /// Serialises index rebuilds so an older snapshot never replaces a newer one.
+    rebuild: Mutex<()>,
+    http: reqwest::Client,
+    first_attempts: watch::Sender<usize>,
+}
+
+impl Shared {
+    fn snapshot(&self) -> Arc<Index> {
+        self.index
+            .read()
+            .map(|i| i.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Recomputes the offered tools from every server's last known tools.
+    fn rebuild_index(&self) {
+        let _serial = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        let statuses: Vec<_> = self.slots.iter().map(|s| s.status()).collect();
+        let servers: Vec<_> = self
+            .slots
+            .iter()
+            .zip(&statuses)
+            .map(|(slot, st)| {
+                (
+                    slot.config.name.as_str(),
+                    &st.tools[..],
+                    st.state == "ready",
+                )
+            })
+            .collect();
+        let tools = naming::build_index(&servers, self.config.tool_prefix);
+        let by_name = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        let index = Arc::new(Index {
+            tools: tools.into(),
+            by_name,
+        });
+        match self.index.write() {
+            Ok(mut w) => *w = index,
+            Err(p) => *p.into_inner() = index,
+        }
+    }
+
+    /// The server and original tool name behind an exposed name.
+    fn route(&self, name: &str) -> Option<(Arc<Slot>, String)> {
+        let index = self.snapshot();
+        let spec = index.tools.get(*index.by_name.get(name)?)?;
+        let slot = self.slots.iter().find(|s| s.config.name == spec.server)?;
+        Some((slot.clone(), spec.tool.clone()))
+    }
+
+    fn first_attempt_finished(&self) {
+        let done = self
+            .slots
+            .iter()
+            .filter(|s| s.status().first_attempt_done)
+            .count();
+        self.first_attempts.send_replace(done);
+    }
+}
+
+/// The MCP hub: every configured server, supervised, behind [`ToolHub`].
+pub struct McpHub {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl McpHub {
+    /// Starts connecting to every enabled server in the background and returns at once.
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: &McpConfig, servers: &ServersConfig) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let slots: Vec<Arc<Slot>> = servers
+            .servers
+            .iter()
+            .map(|c| Arc::new(Slot::new(c.clone())))
+            .collect();
+        let disabled = slots.iter().filter(|s| s.config.disabled).count();
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            slots,
+            index: RwLock::new(Arc::new(Index::default())),
+            rebuild: Mutex::new(()),
+            http,
+            first_attempts: watch::channel(disabled).0,
+        });
+        let stop = CancellationToken::new();
+        let tasks = shared
+            .slots
+            .iter()
+            .filter(|s| !s.config.disabled)
+            .map(|slot| {
+                tokio::spawn(supervisor::run(
+                    shared.clone(),
+                    slot.clone(),
+                    stop.child_token(),
+                ))
+            })
+            .collect();
+        Arc::new(Self {
+            shared,
+            stop,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// Waits until every enabled server's first connection attempt has finished (ready or
+    /// failed), at most `bound`. Returns whether they all finished in time.
+    pub async fn wait_first_attempts(&self, bound: Duration) -> bool {
+        let total = self.shared.slots.len();
+        let mut rx = self.shared.first_attempts.subscribe();
+        tokio::time::timeout(bound, rx.wait_for(|done| *done >= total))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Calls `tool` on `server` by their own names (bypassing the exposed names).
+    pub async fn call_server_tool(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: serde_json::Value,
+        cancel: CancellationToken,
+    ) -> ToolOutcome {
+        let exposed = self
+            .shared
+            .snapshot()
+            .tools
+            .iter()
+            .find(|t| t.server == server && t.tool == tool)
+            .map(|t| t.name.clone());
+        match exposed {
+            Some(name) => call::call(&self.shared, &name, arguments, cancel).await,
+            None => ToolOutcome {
+                server: server.to_string(),
+                tool: tool.to_string(),
+                ok: false,
+                text: format!("error: server {server:?} offers no tool {tool:?} now"),
+                duration: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Process ids of the stdio servers' children now running (for tests and status).
+    pub fn child_pids(&self) -> Vec<u32> {
+        self.shared
+            .slots
+            .iter()
+            .filter_map(|s| s.status().pid)
+            .collect()
+    }
+
+    /// Stops every server: connections closed, children killed with their process group
+    /// and waited for. Idempotent.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let tasks: Vec<_> = match self.tasks.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(p) => p.into_inner().drain(..).collect(),
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.shared.rebuild_index();
+    }
+}
+
+impl Drop for McpHub {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[async_trait::async_trait]
+impl ToolHub for McpHub {
+    fn tools(&self) -> Arc<[ToolSpec]> {
+        self.shared.snapshot().tools.clone()
+    }
+
+    async fn call(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+        cancel: CancellationToken,
+    ) -> ToolOutcome {
+        call::call(&self.shared, name, arguments, cancel).await
+    }
+
+    fn servers(&self) -> Vec<ServerState> {
+        let index = self.shared.snapshot();
+        self.shared
+            .slots
+            .iter()
+            .map(|slot| {
+                let st = slot.status();
+                ServerState {
+                    name: slot.config.name.clone(),
+                    transport: st.transport,
+                    state: st.state,
+                    error: st.error,
+                    restarts: st.restarts,
+                    required: slot.config.required,
+                    tool_count: index
+                        .tools
+                        .iter()
+                        .filter(|t| t.server == slot.config.name)
+                        .count(),
+                }
+            })
+            .collect()
+    }
 }

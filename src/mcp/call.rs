@@ -1,0 +1,169 @@
+//! Routing one tool call: exposed name -> server, timeout reset by progress up to a hard
+//! maximum, retries for transport failures and servers that are restarting (never for the
+//! tool's own `isError`), cancellation forwarded as `notifications/cancelled`.
+
+use std::time::{Duration, Instant};
+
+use rmcp::{
+    RoleClient,
+    model::{
+        CallToolRequestParams, CancelledNotificationParam, ClientRequest, JsonObject, Request,
+        ServerResult,
+    },
+    service::{Peer, PeerRequestOptions, ServiceError},
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, ToolOutcome, result, supervisor::Slot};
+
+/// Why one attempt failed.
+enum Failure {
+    /// Worth another attempt: the request did not reach a live server.
+    Retry(String),
+    /// Final.
+    Fail(String),
+}
+
+pub async fn call(
+    shared: &Shared,
+    name: &str,
+    arguments: Value,
+    cancel: CancellationToken,
+) -> ToolOutcome {
+    let started = Instant::now();
+    let Some((slot, tool)) = shared.route(name) else {
+        return ToolOutcome {
+            server: String::new(),
+            tool: name.to_string(),
+            ok: false,
+            text: format!("error: there is no tool named {name:?} (it may have been withdrawn)"),
+            duration: started.elapsed(),
+        };
+    };
+    let server = slot.config.name.clone();
+    let outcome = |ok: bool, text: String| ToolOutcome {
+        server: server.clone(),
+        tool: tool.clone(),
+        ok,
+        text,
+        duration: started.elapsed(),
+    };
+    let arguments: JsonObject = match arguments {
+        Value::Object(map) => map,
+        Value::Null => JsonObject::new(),
+        other => {
+            return outcome(
+                false,
+                format!("error: the arguments must be a JSON object, not {other}"),
+            );
+        }
+    };
+    let timeout = slot.config.timeout.unwrap_or(shared.config.call_timeout);
+    let mut attempt = 0;
+    loop {
+        let peer = match wait_for_peer(&slot, timeout, &cancel).await {
+            Ok(peer) => peer,
+            Err(text) => return outcome(false, text),
+        };
+        let failure =
+            match call_once(shared, &peer, &tool, arguments.clone(), timeout, &cancel).await {
+                Ok(value) => {
+                    let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
+                    let text = result::flatten(&value, shared.config.max_tool_output);
+                    return outcome(!is_error, text);
+                }
+                Err(f) => f,
+            };
+        match failure {
+            Failure::Retry(why) if attempt < shared.config.call_retries => {
+                attempt += 1;
+                tracing::info!(server = %server, tool = %tool, attempt, "retrying tool call: {why}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Failure::Retry(why) | Failure::Fail(why) => {
+                let text = format!("error calling tool {tool:?} on MCP server {server:?}: {why}");
+                return outcome(false, text);
+            }
+        }
+    }
+}
+
+/// The server's live peer; waits (up to `bound`) while it is starting or restarting.
+async fn wait_for_peer(
+    slot: &Slot,
+    bound: Duration,
+    cancel: &CancellationToken,
+) -> Result<Peer<RoleClient>, String> {
+    let mut changed = slot.changed.subscribe();
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let status = slot.status();
+        if let Some(peer) = status.peer {
+            return Ok(peer);
+        }
+        let why = status.error.unwrap_or_else(|| status.state.to_string());
+        if !matches!(status.state, "starting" | "restarting") {
+            return Err(format!(
+                "error: MCP server {:?} is {} ({why})",
+                slot.config.name, status.state
+            ));
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return Err("error: the hub is shutting down".into()) },
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(format!("error: MCP server {:?} is still {} after {bound:?} ({why})", slot.config.name, status.state));
+            }
+            () = cancel.cancelled() => return Err("error: the call was cancelled".into()),
+        }
+    }
+}
+
+async fn call_once(
+    shared: &Shared,
+    peer: &Peer<RoleClient>,
+    tool: &str,
+    arguments: JsonObject,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Value, Failure> {
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+    let options = PeerRequestOptions::with_timeout(timeout)
+        .reset_timeout_on_progress()
+        .with_max_total_timeout(shared.config.call_max_duration.max(timeout));
+    let handle = peer
+        .send_request_with_option(
+            ClientRequest::CallToolRequest(Request::new(params)),
+            options,
+        )
+        .await
+        .map_err(|e| Failure::Retry(format!("could not send the request: {e}")))?;
+    let id = handle.id.clone();
+    let response = tokio::select! {
+        r = handle.await_response() => r,
+        () = cancel.cancelled() => {
+            let param = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+            if let Err(e) = peer.notify_cancelled(param).await {
+                tracing::debug!("could not send notifications/cancelled: {e}");
+            }
+            return Err(Failure::Fail("the call was cancelled".into()));
+        }
+    };
+    match response {
+        Ok(ServerResult::CallToolResult(r)) => serde_json::to_value(r)
+            .map_err(|e| Failure::Fail(format!("cannot read the result: {e}"))),
+        Ok(other) => Ok(serde_json::to_value(other).unwrap_or(Value::Null)),
+        Err(ServiceError::McpError(e)) => Err(Failure::Fail(format!(
+            "the server answered with error {}: {}",
+            e.code.0, e.message
+        ))),
+        Err(ServiceError::Timeout { timeout }) => Err(Failure::Fail(format!(
+            "no answer within {timeout:?}; the call was cancelled"
+        ))),
+        Err(ServiceError::TransportSend(e)) => Err(Failure::Retry(format!("transport error: {e}"))),
+        Err(ServiceError::TransportClosed) => Err(Failure::Fail(
+            "the server went away during the call (it is being restarted)".into(),
+        )),
+        Err(e) => Err(Failure::Fail(e.to_string())),
+    }
+}

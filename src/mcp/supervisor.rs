@@ -1,0 +1,254 @@
+//! One task per server: connect (bounded by the start-up timeout), list tools, watch the
+//! connection, re-list on `notifications/tools/list_changed`, and on loss or failure restart
+//! with capped exponential backoff (reset once the server has stayed up a while).
+//!
+//! The task publishes everything the hub reads into the server's [`Slot`]: state, last
+//! error, restart count, the live peer and the last known tools. Locks are held only to copy
+//! values in or out, never across an await.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use rmcp::{RoleClient, service::Peer};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Shared,
+    naming::ListedTool,
+    transport::{self, Connection, Handler},
+};
+use crate::config::McpServerConfig;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// A server that stays up this long has its backoff reset.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// What the hub knows of one server.
+pub struct Slot {
+    pub config: McpServerConfig,
+    status: Mutex<SlotStatus>,
+    /// Bumped on every change of state, so callers can wait for a server to come back.
+    pub changed: watch::Sender<u64>,
+}
+
+#[derive(Clone)]
+pub struct SlotStatus {
+    pub state: &'static str,
+    pub transport: &'static str,
+    pub error: Option<String>,
+    pub restarts: u32,
+    /// The last tools listed (after the allow/deny filters); kept while down.
+    pub tools: Arc<[ListedTool]>,
+    pub peer: Option<Peer<RoleClient>>,
+    pub pid: Option<u32>,
+    pub first_attempt_done: bool,
+}
+
+impl Slot {
+    pub fn new(config: McpServerConfig) -> Self {
+        let state = if config.disabled {
+            "disabled"
+        } else {
+            "starting"
+        };
+        let transport = config.transport.kind();
+        Self {
+            status: Mutex::new(SlotStatus {
+                state,
+                transport,
+                error: None,
+                restarts: 0,
+                tools: Arc::from(Vec::new()),
+                peer: None,
+                pid: None,
+                first_attempt_done: config.disabled,
+            }),
+            config,
+            changed: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> SlotStatus {
+        self.lock().clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SlotStatus)) {
+        f(&mut self.lock());
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// Runs one server until `stop` is cancelled; then stops its connection (and child).
+pub async fn run(shared: Arc<Shared>, slot: Arc<Slot>, stop: CancellationToken) {
+    let name = slot.config.name.clone();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let list_changed = Arc::new(Notify::new());
+        let handler = Handler {
+            server: Arc::from(name.as_str()),
+            list_changed: list_changed.clone(),
+        };
+        let attempt = async {
+            let mut conn = transport::connect(&slot.config, handler, &shared.http)
+                .await
+                .map_err(|e| e.to_string())?;
+            match list_tools(&slot.config, conn.service.peer()).await {
+                Ok(tools) => Ok((conn, tools)),
+                Err(e) => {
+                    if let Some(child) = conn.child.take() {
+                        child.stop().await;
+                    }
+                    Err(e)
+                }
+            }
+        };
+        let timeout = shared.config.startup_timeout;
+        let result = tokio::select! {
+            r = tokio::time::timeout(timeout, attempt) => r.unwrap_or_else(|_| Err(format!("did not start within {timeout:?}"))),
+            () = stop.cancelled() => return,
+        };
+        match result {
+            Ok((conn, tools)) => {
+                tracing::info!(server = %name, transport = conn.transport, tools = tools.len(), "MCP server ready");
+                slot.update(|s| {
+                    s.state = "ready";
+                    s.transport = conn.transport;
+                    s.error = None;
+                    s.tools = tools.into();
+                    s.peer = Some(conn.service.peer().clone());
+                    s.pid = conn.child.as_ref().and_then(|c| c.pid);
+                    s.first_attempt_done = true;
+                });
+                shared.rebuild_index();
+                shared.first_attempt_finished();
+                let up_since = Instant::now();
+                let reason = serve(&slot, &shared, conn, &list_changed, &stop).await;
+                let Some(reason) = reason else { return };
+                tracing::warn!(server = %name, "MCP server lost: {reason}");
+                if up_since.elapsed() >= STABLE_AFTER {
+                    backoff = FIRST_BACKOFF;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(server = %name, "MCP server failed to start: {e}");
+                slot.update(|s| {
+                    s.state = "failed";
+                    s.error = Some(e);
+                    s.first_attempt_done = true;
+                });
+                shared.first_attempt_finished();
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(shared.config.max_restart_backoff.max(FIRST_BACKOFF));
+        slot.update(|s| {
+            s.restarts += 1;
+            s.state = "restarting";
+        });
+    }
+}
+
+/// Watches a live connection. Returns why it was lost, or `None` when told to stop.
+async fn serve(
+    slot: &Slot,
+    shared: &Shared,
+    conn: Connection,
+    list_changed: &Notify,
+    stop: &CancellationToken,
+) -> Option<String> {
+    let Connection {
+        service, mut child, ..
+    } = conn;
+    let peer = service.peer().clone();
+    let cancel_service = service.cancellation_token();
+    let mut waiting = Box::pin(service.waiting());
+    let reason = loop {
+        tokio::select! {
+            r = &mut waiting => {
+                // The transport closed; for a child, wait briefly for its exit status.
+                let mut why = format!("the connection closed ({})", match r {
+                    Ok(q) => format!("{q:?}"),
+                    Err(e) => e.to_string(),
+                });
+                if let Some(c) = child.as_mut()
+                    && let Ok(exit) = tokio::time::timeout(Duration::from_secs(1), c.exited()).await
+                {
+                    why = exit;
+                }
+                break Some(why);
+            }
+            exit = async {
+                match child.as_mut() {
+                    Some(c) => c.exited().await,
+                    None => std::future::pending().await,
+                }
+            } => break Some(exit),
+            () = list_changed.notified() => {
+                match tokio::time::timeout(shared.config.startup_timeout, list_tools(&slot.config, &peer)).await {
+                    Ok(Ok(tools)) => {
+                        tracing::info!(server = %slot.config.name, tools = tools.len(), "tool list changed");
+                        slot.update(|s| s.tools = tools.into());
+                        shared.rebuild_index();
+                    }
+                    Ok(Err(e)) => tracing::warn!(server = %slot.config.name, "re-listing tools failed: {e}"),
+                    Err(_) => tracing::warn!(server = %slot.config.name, "re-listing tools timed out"),
+                }
+            }
+            () = stop.cancelled() => break None,
+        }
+    };
+    // Withdraw the tools at once, then close the connection and the child.
+    slot.update(|s| {
+        s.peer = None;
+        s.pid = None;
+        if let Some(reason) = &reason {
+            s.state = "restarting";
+            s.error = Some(reason.clone());
+        }
+    });
+    shared.rebuild_index();
+    cancel_service.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    if let Some(child) = child {
+        child.stop().await;
+    }
+    reason
+}
+
+/// `tools/list` with pagination, filtered by the server's allow/deny lists.
+async fn list_tools(
+    config: &McpServerConfig,
+    peer: &Peer<RoleClient>,
+) -> Result<Vec<ListedTool>, String> {
+    let tools = peer
+        .list_all_tools()
+        .await
+        .map_err(|e| format!("tools/list failed: {e}"))?;
+    Ok(tools
+        .into_iter()
+        .filter(|t| {
+            let name = t.name.as_ref();
+            config
+                .allowed_tools
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|a| a == name))
+                && !config.disabled_tools.iter().any(|d| d == name)
+        })
+        .map(|t| ListedTool {
+            name: t.name.to_string(),
+            description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+            input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+        })
+        .collect())
+}

@@ -1,0 +1,307 @@
+//! Connection set-up per transport: stdio child processes, streamable HTTP, legacy SSE, and
+//! `http` (streamable HTTP, falling back to legacy SSE as the MCP specification's
+//! backwards-compatibility section describes).
+//!
+//! Stdio children run in their own process group with piped stdio; their stderr is logged
+//! line by line under the server's name. A [`ChildGuard`] owns the child: it reports the exit
+//! at once and, when stopped, terminates the whole group (SIGTERM, then SIGKILL) and waits
+//! for it, so no orphan or zombie is left.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use process_wrap::tokio::{ChildWrapper, CommandWrap, KillOnDrop, ProcessGroup};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{ClientCapabilities, ClientConfig, Implementation},
+    service::{NotificationContext, RunningService},
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{McpError, legacy_sse::LegacySseTransport};
+use crate::config::{McpServerConfig, McpTransportConfig};
+
+const SIGTERM: i32 = 15;
+const SIGKILL: i32 = 9;
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// The rmcp client handler of one connection: forwards `tools/list_changed`.
+#[derive(Clone)]
+pub struct Handler {
+    pub server: Arc<str>,
+    pub list_changed: Arc<Notify>,
+}
+
+impl ClientHandler for Handler {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        tracing::debug!(server = %self.server, "tools/list_changed");
+        self.list_changed.notify_one();
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("mcp-chat", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// A live connection to one server.
+pub struct Connection {
+    pub service: RunningService<RoleClient, Handler>,
+    /// The stdio child, if any.
+    pub child: Option<ChildGuard>,
+    /// The transport actually used (`http` resolves to one of the other two).
+    pub transport: &'static str,
+}
+
+/// Connects to `config` and runs the MCP initialisation. Not bounded here: the caller
+/// applies the start-up timeout (dropping the future kills a half-started child).
+pub async fn connect(
+    config: &McpServerConfig,
+    handler: Handler,
+    http: &reqwest::Client,
+) -> Result<Connection, McpError> {
+    match &config.transport {
+        McpTransportConfig::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let (io, child) = spawn_stdio(&config.name, command, args, env, cwd.as_deref())?;
+            let service = handler
+                .serve(io)
+                .await
+                .map_err(|e| McpError::Connect(format!("initialisation failed: {e}")))?;
+            Ok(Connection {
+                service,
+                child: Some(child),
+                transport: "stdio",
+            })
+        }
+        McpTransportConfig::StreamableHttp { url, headers } => {
+            streamable(handler, http, url, headers).await
+        }
+        McpTransportConfig::Sse { url, headers } => legacy(handler, http, url, headers).await,
+        McpTransportConfig::Http { url, headers } => {
+            match streamable(handler.clone(), http, url, headers).await {
+                Ok(c) => Ok(c),
+                Err(first) => {
+                    tracing::info!(server = %config.name, "streamable HTTP failed ({first}); trying legacy SSE");
+                    legacy(handler, http, url, headers).await.map_err(|second| {
+                        McpError::Connect(format!("streamable HTTP: {first}; legacy SSE: {second}"))
+                    })
+                }
+            }
+        }
+    }
+}
+
+async fn streamable(
+    handler: Handler,
+    http: &reqwest::Client,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<Connection, McpError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+    let mut custom = HashMap::new();
+    for (name, value) in header_map(headers)? {
+        let Some(name) = name else { continue };
+        if name == AUTHORIZATION
+            && let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "))
+        {
+            config = config.auth_header(token.to_string());
+            continue;
+        }
+        custom.insert(name, value);
+    }
+    let transport =
+        StreamableHttpClientTransport::with_client(http.clone(), config.custom_headers(custom));
+    let service = handler
+        .serve(transport)
+        .await
+        .map_err(|e| McpError::Connect(format!("{e}")))?;
+    Ok(Connection {
+        service,
+        child: None,
+        transport: "streamable_http",
+    })
+}
+
+async fn legacy(
+    handler: Handler,
+    http: &reqwest::Client,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<Connection, McpError> {
+    let transport = LegacySseTransport::connect(http.clone(), url, header_map(headers)?).await?;
+    let service = handler
+        .serve(transport)
+        .await
+        .map_err(|e| McpError::Connect(format!("{e}")))?;
+    Ok(Connection {
+        service,
+        child: None,
+        transport: "sse",
+    })
+}
+
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, McpError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| McpError::Connect(format!("bad header name {k:?}: {e}")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|e| McpError::Connect(format!("bad value for header {k:?}: {e}")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+type ChildIo = (tokio::process::ChildStdout, tokio::process::ChildStdin);
+
+fn spawn_stdio(
+    server: &str,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: Option<&std::path::Path>,
+) -> Result<(ChildIo, ChildGuard), McpError> {
+    let mut cmd = CommandWrap::with_new(command, |c| {
+        c.args(args)
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cwd) = cwd {
+            c.current_dir(cwd);
+        }
+    });
+    cmd.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
+    let mut child = cmd.spawn().map_err(|source| McpError::Spawn {
+        command: command.to_string(),
+        source,
+    })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin().take(), child.stdout().take()) else {
+        return Err(McpError::Connect("the child has no stdin/stdout".into()));
+    };
+    let last_stderr = Arc::new(Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr().take() {
+        let server = server.to_string();
+        let last = last_stderr.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "mcp_chat::mcp::stderr", server = %server, "{line}");
+                if !line.trim().is_empty()
+                    && let Ok(mut l) = last.lock()
+                {
+                    *l = line;
+                }
+            }
+        });
+    }
+    let pid = child.id();
+    tracing::info!(server, ?pid, command, "started MCP server process");
+    let stop = CancellationToken::new();
+    let (exit_tx, exited) = watch::channel(None);
+    let task = tokio::spawn(own_child(child, stop.clone(), exit_tx, last_stderr));
+    Ok((
+        (stdout, stdin),
+        ChildGuard {
+            pid,
+            stop,
+            exited,
+            task: Some(task),
+        },
+    ))
+}
+
+/// Owns a stdio child: reports its exit, and kills its process group when told to.
+pub struct ChildGuard {
+    pub pid: Option<u32>,
+    stop: CancellationToken,
+    exited: watch::Receiver<Option<String>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ChildGuard {
+    /// Resolves once the child has exited, with a description of how.
+    pub async fn exited(&mut self) -> String {
+        match self.exited.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or_default(),
+            Err(_) => "the process is gone".into(),
+        }
+    }
+
+    /// Terminates the process group and waits until it is reaped.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // The owning task kills and reaps the group in the background.
+        self.stop.cancel();
+    }
+}
+
+async fn own_child(
+    mut child: Box<dyn ChildWrapper>,
+    stop: CancellationToken,
+    exit_tx: watch::Sender<Option<String>>,
+    last_stderr: Arc<Mutex<String>>,
+) {
+    let exited = tokio::select! {
+        status = child.wait() => Some(status),
+        () = stop.cancelled() => None,
+    };
+    let status = match exited {
+        Some(status) => {
+            // The leader is gone; take any process it left in its group with it.
+            let _ = child.signal(SIGKILL);
+            status
+        }
+        None => {
+            let _ = child.signal(SIGTERM);
+            match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+                Ok(status) => {
+                    let _ = child.signal(SIGKILL);
+                    status
+                }
+                Err(_) => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            }
+        }
+    };
+    let mut text = match status {
+        Ok(s) => format!("the process exited ({s})"),
+        Err(e) => format!("the process could not be waited for: {e}"),
+    };
+    if let Ok(last) = last_stderr.lock()
+        && !last.is_empty()
+    {
+        text.push_str(&format!("; last stderr line: {}", last.as_str()));
+    }
+    exit_tx.send_replace(Some(text));
+}
