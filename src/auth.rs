@@ -35,18 +35,23 @@ impl ApiKeys {
         if self.keys.is_empty() {
             return Ok(());
         }
-        let Some(value) = authorization else { return Err(AuthError::Missing) };
+        let Some(value) = authorization else {
+            return Err(AuthError::Missing);
+        };
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or(AuthError::Missing)?;
         // Compare against every key without stopping early.
-        let matched = self
-            .keys
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, key| acc | key.expose().as_bytes().ct_eq(token.as_bytes()));
-        if bool::from(matched) { Ok(()) } else { Err(AuthError::Invalid) }
+        let matched = self.keys.iter().fold(subtle::Choice::from(0), |acc, key| {
+            acc | key.expose().as_bytes().ct_eq(token.as_bytes())
+        });
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(AuthError::Invalid)
+        }
     }
 }
 

@@ -81,7 +81,12 @@ pub async fn run(
 
     let llm = Arc::new(OpenAiClient::new(&config.upstream)?);
     let hub = McpHub::start(&config.mcp, &config.servers);
-    let agent = Agent::new(llm, hub.clone(), ModelTable::from_config(&config), config.agent.clone());
+    let agent = Agent::new(
+        llm,
+        hub.clone(),
+        ModelTable::from_config(&config),
+        config.agent.clone(),
+    );
     let api = ChatApi::new(agent, ApiKeys::new(config.server.api_keys.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -107,10 +112,16 @@ pub async fn run(
     let mut grpc_task = tokio::spawn(grpc);
     readiness.set("grpc", listening(grpc_addr));
 
-    let app = http::router(HttpState {
+    let settings = http::HttpSettings {
+        max_body_bytes: config.server.max_body_bytes,
+        cors_allow_origins: config.server.cors_allow_origins.clone(),
+    };
+    let state = HttpState {
         api,
         readiness: readiness.clone(),
-    });
+        expose_tool_events: config.agent.expose_tool_events,
+    };
+    let app = http::router(state, &settings);
     let http =
         axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut http_task = tokio::spawn(async move { http.await });
@@ -177,9 +188,19 @@ fn report_servers(readiness: &Readiness, hub: &dyn ToolHub) {
     for s in hub.servers() {
         let detail = match &s.error {
             Some(e) => format!("{} ({}): {e}", s.state, s.transport),
-            None => format!("{} ({}, {} tools, {} restarts)", s.state, s.transport, s.tool_count, s.restarts),
+            None => format!(
+                "{} ({}, {} tools, {} restarts)",
+                s.state, s.transport, s.tool_count, s.restarts
+            ),
         };
-        readiness.set(format!("mcp:{}", s.name), Component { up: s.state == "ready", required: s.required, detail });
+        readiness.set(
+            format!("mcp:{}", s.name),
+            Component {
+                up: s.state == "ready",
+                required: s.required,
+                detail,
+            },
+        );
     }
 }
 

@@ -16,12 +16,18 @@ use crate::{
 };
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CoreError {
-    CoreError::InvalidArgument { field: field.into(), reason: reason.into() }
+    CoreError::InvalidArgument {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Checks and converts a request's messages, params and tools. `allow_empty` is for
 /// session turns, whose history may carry the conversation.
-pub fn agent_request(request: pb::ChatRequest, allow_empty: bool) -> Result<AgentRequest, CoreError> {
+pub fn agent_request(
+    request: pb::ChatRequest,
+    allow_empty: bool,
+) -> Result<AgentRequest, CoreError> {
     if request.messages.is_empty() && !allow_empty {
         return Err(invalid("messages", "must contain at least one message"));
     }
@@ -49,13 +55,22 @@ pub fn agent_request(request: pb::ChatRequest, allow_empty: bool) -> Result<Agen
         },
         Some(pb::tool_choice::Choice::Function(name)) => {
             if !valid_function_name(&name) {
-                return Err(invalid("tool_choice.function", format!("{name:?} is not a valid function name")));
+                return Err(invalid(
+                    "tool_choice.function",
+                    format!("{name:?} is not a valid function name"),
+                ));
             }
             Some(ToolChoice::Function(name))
         }
     };
     let model = Some(request.model).filter(|m| !m.is_empty());
-    Ok(AgentRequest { model, messages, params, client_tools, tool_choice })
+    Ok(AgentRequest {
+        model,
+        messages,
+        params,
+        client_tools,
+        tool_choice,
+    })
 }
 
 /// A proto message as a core message, checked.
@@ -65,14 +80,30 @@ pub fn message_from_pb(m: pb::Message, field: &str) -> Result<Message, CoreError
         Ok(pb::Role::User) => Role::User,
         Ok(pb::Role::Assistant) => Role::Assistant,
         Ok(pb::Role::Tool) => Role::Tool,
-        Ok(pb::Role::Unspecified) => return Err(invalid(format!("{field}.role"), "is required (system, user, assistant or tool)")),
-        Err(_) => return Err(invalid(format!("{field}.role"), format!("{} is not a known role", m.role))),
+        Ok(pb::Role::Unspecified) => {
+            return Err(invalid(
+                format!("{field}.role"),
+                "is required (system, user, assistant or tool)",
+            ));
+        }
+        Err(_) => {
+            return Err(invalid(
+                format!("{field}.role"),
+                format!("{} is not a known role", m.role),
+            ));
+        }
     };
     if role == Role::Tool && m.tool_call_id.as_deref().is_none_or(str::is_empty) {
-        return Err(invalid(format!("{field}.tool_call_id"), "a tool message must name the tool call it answers"));
+        return Err(invalid(
+            format!("{field}.tool_call_id"),
+            "a tool message must name the tool call it answers",
+        ));
     }
     if role != Role::Assistant && !m.tool_calls.is_empty() {
-        return Err(invalid(format!("{field}.tool_calls"), "only assistant messages carry tool calls"));
+        return Err(invalid(
+            format!("{field}.tool_calls"),
+            "only assistant messages carry tool calls",
+        ));
     }
     if role != Role::Assistant && role != Role::Tool && m.content.is_empty() {
         return Err(invalid(format!("{field}.content"), "must not be empty"));
@@ -83,12 +114,25 @@ pub fn message_from_pb(m: pb::Message, field: &str) -> Result<Message, CoreError
         .enumerate()
         .map(|(j, c)| {
             if c.id.is_empty() || c.name.is_empty() {
-                return Err(invalid(format!("{field}.tool_calls[{j}]"), "needs an id and a name"));
+                return Err(invalid(
+                    format!("{field}.tool_calls[{j}]"),
+                    "needs an id and a name",
+                ));
             }
-            Ok(ToolCall { id: c.id, name: c.name, arguments: c.arguments })
+            Ok(ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Message { role, content: m.content, name: m.name, tool_call_id: m.tool_call_id.filter(|_| role == Role::Tool), tool_calls })
+    Ok(Message {
+        role,
+        content: m.content,
+        name: m.name,
+        tool_call_id: m.tool_call_id.filter(|_| role == Role::Tool),
+        tool_calls,
+    })
 }
 
 pub fn message_to_pb(m: &Message) -> pb::Message {
@@ -108,12 +152,18 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
 }
 
 fn tool_call_to_pb(c: &ToolCall) -> pb::ToolCall {
-    pb::ToolCall { id: c.id.clone(), name: c.name.clone(), arguments: c.arguments.clone() }
+    pb::ToolCall {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        arguments: c.arguments.clone(),
+    }
 }
 
 fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, CoreError> {
     let range = |field: &str, v: Option<f32>, lo: f32, hi: f32| match v {
-        Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => Err(invalid(field, format!("{x} is outside {lo}..{hi}"))),
+        Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => {
+            Err(invalid(field, format!("{x} is outside {lo}..{hi}")))
+        }
         _ => Ok(v),
     };
     let temperature = range("params.temperature", p.temperature, 0.0, 2.0)?;
@@ -124,21 +174,36 @@ fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, Co
         return Err(invalid("params.max_tokens", "must be at least 1"));
     }
     if p.stop.len() > 4 {
-        return Err(invalid("params.stop", format!("{} stop sequences given; at most 4 are allowed", p.stop.len())));
+        return Err(invalid(
+            "params.stop",
+            format!(
+                "{} stop sequences given; at most 4 are allowed",
+                p.stop.len()
+            ),
+        ));
     }
     let response_format = match p.response_format.and_then(|f| f.format) {
         None | Some(pb::response_format::Format::Text(_)) => None,
-        Some(pb::response_format::Format::JsonObject(_)) => Some(serde_json::json!({"type": "json_object"})),
+        Some(pb::response_format::Format::JsonObject(_)) => {
+            Some(serde_json::json!({"type": "json_object"}))
+        }
         Some(pb::response_format::Format::JsonSchema(s)) => {
             if s.name.is_empty() {
-                return Err(invalid("params.response_format.json_schema.name", "is required"));
+                return Err(invalid(
+                    "params.response_format.json_schema.name",
+                    "is required",
+                ));
             }
             let mut schema = Map::new();
             schema.insert("name".into(), Value::String(s.name));
             if let Some(d) = s.description {
                 schema.insert("description".into(), Value::String(d));
             }
-            schema.insert("schema".into(), s.schema.map_or_else(|| Value::Object(Map::new()), struct_to_json));
+            schema.insert(
+                "schema".into(),
+                s.schema
+                    .map_or_else(|| Value::Object(Map::new()), struct_to_json),
+            );
             if let Some(strict) = s.strict {
                 schema.insert("strict".into(), Value::Bool(strict));
             }
@@ -161,14 +226,28 @@ fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, Co
 
 fn tool_def(t: pb::ToolDefinition, field: &str) -> Result<ToolDef, CoreError> {
     if !valid_function_name(&t.name) {
-        return Err(invalid(format!("{field}.name"), format!("{:?} must match ^[a-zA-Z0-9_-]{{1,64}}$", t.name)));
+        return Err(invalid(
+            format!("{field}.name"),
+            format!("{:?} must match ^[a-zA-Z0-9_-]{{1,64}}$", t.name),
+        ));
     }
-    let parameters = t.parameters.map_or_else(|| serde_json::json!({"type": "object", "properties": {}}), struct_to_json);
-    Ok(ToolDef { name: t.name, description: t.description, parameters, strict: t.strict })
+    let parameters = t.parameters.map_or_else(
+        || serde_json::json!({"type": "object", "properties": {}}),
+        struct_to_json,
+    );
+    Ok(ToolDef {
+        name: t.name,
+        description: t.description,
+        parameters,
+        strict: t.strict,
+    })
 }
 
 fn valid_function_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn finish_to_pb(f: &Finish) -> pb::FinishReason {
@@ -224,16 +303,39 @@ pub fn response_to_pb(r: AgentResponse, session_id: Option<String>) -> pb::ChatR
 pub fn event_to_pb(event: AgentEvent, session_id: &Option<String>) -> pb::ChatEvent {
     use pb::chat_event::Event;
     let event = match event {
-        AgentEvent::Start { id, model, created } => {
-            Event::Start(pb::StreamStart { id, model, session_id: session_id.clone(), created })
-        }
+        AgentEvent::Start { id, model, created } => Event::Start(pb::StreamStart {
+            id,
+            model,
+            session_id: session_id.clone(),
+            created,
+        }),
         AgentEvent::Content(text) => Event::Content(pb::ContentDelta { text }),
-        AgentEvent::ToolCallStarted { id, name, server, tool, arguments } => {
-            Event::ToolCallStarted(pb::ToolCallStarted { id, name, server, tool, arguments })
-        }
-        AgentEvent::ToolCallFinished { id, name, ok, result, duration } => {
-            Event::ToolCallFinished(pb::ToolCallFinished { id, name, ok, result, duration_ms: millis(duration) })
-        }
+        AgentEvent::ToolCallStarted {
+            id,
+            name,
+            server,
+            tool,
+            arguments,
+        } => Event::ToolCallStarted(pb::ToolCallStarted {
+            id,
+            name,
+            server,
+            tool,
+            arguments,
+        }),
+        AgentEvent::ToolCallFinished {
+            id,
+            name,
+            ok,
+            result,
+            duration,
+        } => Event::ToolCallFinished(pb::ToolCallFinished {
+            id,
+            name,
+            ok,
+            result,
+            duration_ms: millis(duration),
+        }),
         AgentEvent::ClientToolCall(call) => Event::ClientToolCall(tool_call_to_pb(&call)),
         AgentEvent::Usage(u) => Event::Usage(usage_to_pb(&u)),
         AgentEvent::Done(r) => Event::Response(response_to_pb(*r, session_id.clone())),
@@ -267,7 +369,12 @@ pub fn server_to_pb(s: &ServerState) -> pb::ServerStatus {
 
 /// `google.protobuf.Struct` → JSON. Whole numbers come back as integers.
 pub fn struct_to_json(s: Struct) -> Value {
-    Value::Object(s.fields.into_iter().map(|(k, v)| (k, prost_to_json(v))).collect())
+    Value::Object(
+        s.fields
+            .into_iter()
+            .map(|(k, v)| (k, prost_to_json(v)))
+            .collect(),
+    )
 }
 
 fn prost_to_json(v: prost_types::Value) -> Value {
@@ -295,8 +402,15 @@ pub fn json_to_prost(v: &Value) -> prost_types::Value {
         Value::Bool(b) => Kind::BoolValue(*b),
         Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
         Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(ListValue { values: a.iter().map(json_to_prost).collect() }),
-        Value::Object(o) => Kind::StructValue(Struct { fields: o.iter().map(|(k, v)| (k.clone(), json_to_prost(v))).collect() }),
+        Value::Array(a) => Kind::ListValue(ListValue {
+            values: a.iter().map(json_to_prost).collect(),
+        }),
+        Value::Object(o) => Kind::StructValue(Struct {
+            fields: o
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_prost(v)))
+                .collect(),
+        }),
     };
     prost_types::Value { kind: Some(kind) }
 }
@@ -307,7 +421,11 @@ mod tests {
     use serde_json::json;
 
     fn user(text: &str) -> pb::Message {
-        pb::Message { role: pb::Role::User.into(), content: text.into(), ..Default::default() }
+        pb::Message {
+            role: pb::Role::User.into(),
+            content: text.into(),
+            ..Default::default()
+        }
     }
 
     fn field_of(err: CoreError) -> String {
@@ -319,29 +437,81 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let base = || pb::ChatRequest { messages: vec![user("hi")], ..Default::default() };
+        let base = || pb::ChatRequest {
+            messages: vec![user("hi")],
+            ..Default::default()
+        };
         let mut empty = base();
         empty.messages.clear();
-        assert_eq!(field_of(agent_request(empty, false).unwrap_err()), "messages");
+        assert_eq!(
+            field_of(agent_request(empty, false).unwrap_err()),
+            "messages"
+        );
 
         let mut no_role = base();
-        no_role.messages.push(pb::Message { content: "x".into(), ..Default::default() });
-        assert_eq!(field_of(agent_request(no_role, false).unwrap_err()), "messages[1].role");
+        no_role.messages.push(pb::Message {
+            content: "x".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            field_of(agent_request(no_role, false).unwrap_err()),
+            "messages[1].role"
+        );
 
         let mut bad_role = base();
         bad_role.messages[0].role = 42;
-        assert_eq!(field_of(agent_request(bad_role, false).unwrap_err()), "messages[0].role");
+        assert_eq!(
+            field_of(agent_request(bad_role, false).unwrap_err()),
+            "messages[0].role"
+        );
 
         let mut tool = base();
-        tool.messages.push(pb::Message { role: pb::Role::Tool.into(), content: "r".into(), ..Default::default() });
-        assert_eq!(field_of(agent_request(tool, false).unwrap_err()), "messages[1].tool_call_id");
+        tool.messages.push(pb::Message {
+            role: pb::Role::Tool.into(),
+            content: "r".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            field_of(agent_request(tool, false).unwrap_err()),
+            "messages[1].tool_call_id"
+        );
 
         for (params, field) in [
-            (pb::GenerationParams { temperature: Some(2.5), ..Default::default() }, "params.temperature"),
-            (pb::GenerationParams { temperature: Some(-0.1), ..Default::default() }, "params.temperature"),
-            (pb::GenerationParams { max_tokens: Some(0), ..Default::default() }, "params.max_tokens"),
-            (pb::GenerationParams { top_p: Some(1.5), ..Default::default() }, "params.top_p"),
-            (pb::GenerationParams { stop: vec!["a".into(); 5], ..Default::default() }, "params.stop"),
+            (
+                pb::GenerationParams {
+                    temperature: Some(2.5),
+                    ..Default::default()
+                },
+                "params.temperature",
+            ),
+            (
+                pb::GenerationParams {
+                    temperature: Some(-0.1),
+                    ..Default::default()
+                },
+                "params.temperature",
+            ),
+            (
+                pb::GenerationParams {
+                    max_tokens: Some(0),
+                    ..Default::default()
+                },
+                "params.max_tokens",
+            ),
+            (
+                pb::GenerationParams {
+                    top_p: Some(1.5),
+                    ..Default::default()
+                },
+                "params.top_p",
+            ),
+            (
+                pb::GenerationParams {
+                    stop: vec!["a".into(); 5],
+                    ..Default::default()
+                },
+                "params.stop",
+            ),
         ] {
             let mut r = base();
             r.params = Some(params);
@@ -349,37 +519,70 @@ mod tests {
         }
 
         let mut bad_tool = base();
-        bad_tool.tools.push(pb::ToolDefinition { name: "has space".into(), ..Default::default() });
-        assert_eq!(field_of(agent_request(bad_tool, false).unwrap_err()), "tools[0].name");
+        bad_tool.tools.push(pb::ToolDefinition {
+            name: "has space".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            field_of(agent_request(bad_tool, false).unwrap_err()),
+            "tools[0].name"
+        );
     }
 
     #[test]
     fn a_valid_request_converts() {
-        let schema = json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 64}}});
-        let Kind::StructValue(s) = json_to_prost(&schema).kind.unwrap() else { panic!() };
+        let schema =
+            json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 64}}});
+        let Kind::StructValue(s) = json_to_prost(&schema).kind.unwrap() else {
+            panic!()
+        };
         let r = pb::ChatRequest {
             model: "m".into(),
             messages: vec![
-                pb::Message { role: pb::Role::Developer.into(), content: "sys".into(), ..Default::default() },
+                pb::Message {
+                    role: pb::Role::Developer.into(),
+                    content: "sys".into(),
+                    ..Default::default()
+                },
                 user("hi"),
             ],
-            params: Some(pb::GenerationParams { temperature: Some(0.5), max_tokens: Some(10), ..Default::default() }),
-            tools: vec![pb::ToolDefinition { name: "get_weather".into(), description: "w".into(), parameters: Some(s), strict: None }],
-            tool_choice: Some(pb::ToolChoice { choice: Some(pb::tool_choice::Choice::Mode(pb::ToolChoiceMode::Required.into())) }),
+            params: Some(pb::GenerationParams {
+                temperature: Some(0.5),
+                max_tokens: Some(10),
+                ..Default::default()
+            }),
+            tools: vec![pb::ToolDefinition {
+                name: "get_weather".into(),
+                description: "w".into(),
+                parameters: Some(s),
+                strict: None,
+            }],
+            tool_choice: Some(pb::ToolChoice {
+                choice: Some(pb::tool_choice::Choice::Mode(
+                    pb::ToolChoiceMode::Required.into(),
+                )),
+            }),
             ..Default::default()
         };
         let a = agent_request(r, false).unwrap();
         assert_eq!(a.model.as_deref(), Some("m"));
         assert_eq!(a.messages[0].role, Role::System);
         assert_eq!(a.params.temperature, Some(0.5));
-        assert_eq!(a.client_tools[0].parameters, schema, "integers survive the Struct round trip");
+        assert_eq!(
+            a.client_tools[0].parameters, schema,
+            "integers survive the Struct round trip"
+        );
         assert_eq!(a.tool_choice, Some(ToolChoice::Required));
     }
 
     #[test]
     fn messages_round_trip() {
         let m = Message {
-            tool_calls: vec![ToolCall { id: "c".into(), name: "f".into(), arguments: "{}".into() }],
+            tool_calls: vec![ToolCall {
+                id: "c".into(),
+                name: "f".into(),
+                arguments: "{}".into(),
+            }],
             ..Message::new(Role::Assistant, "x")
         };
         assert_eq!(message_from_pb(message_to_pb(&m), "m").unwrap(), m);

@@ -37,12 +37,25 @@ impl ChatApi {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        Self { inner: Arc::new(Inner { agent, keys, created }) }
+        Self {
+            inner: Arc::new(Inner {
+                agent,
+                keys,
+                created,
+            }),
+        }
     }
 
     fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
-        self.inner.keys.check(header).map_err(|e| status::status(tonic::Code::Unauthenticated, "invalid_api_key", e.to_string(), None))
+        self.inner.keys.check(header).map_err(|e| {
+            status::status(
+                tonic::Code::Unauthenticated,
+                "invalid_api_key",
+                e.to_string(),
+                None,
+            )
+        })
     }
 }
 
@@ -67,7 +80,10 @@ fn deadline(metadata: &MetadataMap) -> Option<Instant> {
 
 #[tonic::async_trait]
 impl pb::chat_service_server::ChatService for ChatApi {
-    async fn chat(&self, request: Request<pb::ChatRequest>) -> Result<Response<pb::ChatResponse>, Status> {
+    async fn chat(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<pb::ChatResponse>, Status> {
         self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
         let request = convert::agent_request(request.into_inner(), false)?;
@@ -90,16 +106,24 @@ impl pb::chat_service_server::ChatService for ChatApi {
 
     type StreamChatStream = EventStream;
 
-    async fn stream_chat(&self, request: Request<pb::ChatRequest>) -> Result<Response<Self::StreamChatStream>, Status> {
+    async fn stream_chat(
+        &self,
+        request: Request<pb::ChatRequest>,
+    ) -> Result<Response<Self::StreamChatStream>, Status> {
         self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
         let request = convert::agent_request(request.into_inner(), false)?;
         let cancel = CancellationToken::new();
         let rx = self.inner.agent.stream(request, cancel.clone())?;
-        Ok(Response::new(Box::pin(event_stream(rx, cancel, deadline, None))))
+        Ok(Response::new(Box::pin(event_stream(
+            rx, cancel, deadline, None,
+        ))))
     }
 
-    async fn list_models(&self, request: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
         self.authorize(request.metadata())?;
         let table = self.inner.agent.models();
         let models = table
@@ -114,10 +138,16 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 owned_by: "mcp-chat".to_string(),
             })
             .collect();
-        Ok(Response::new(pb::ListModelsResponse { models, default_model: table.default_id().to_string() }))
+        Ok(Response::new(pb::ListModelsResponse {
+            models,
+            default_model: table.default_id().to_string(),
+        }))
     }
 
-    async fn list_tools(&self, request: Request<pb::ListToolsRequest>) -> Result<Response<pb::ListToolsResponse>, Status> {
+    async fn list_tools(
+        &self,
+        request: Request<pb::ListToolsRequest>,
+    ) -> Result<Response<pb::ListToolsResponse>, Status> {
         self.authorize(request.metadata())?;
         let hub = self.inner.agent.hub();
         let tools = hub.tools().iter().map(convert::tool_to_pb).collect();
@@ -125,7 +155,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(pb::ListToolsResponse { tools, servers }))
     }
 
-    async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Result<Response<pb::Session>, Status> {
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
         self.authorize(request.metadata())?;
         Err(Status::unimplemented("GetSession is not implemented yet"))
     }
@@ -135,7 +168,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         self.authorize(request.metadata())?;
-        Err(Status::unimplemented("DeleteSession is not implemented yet"))
+        Err(Status::unimplemented(
+            "DeleteSession is not implemented yet",
+        ))
     }
 }
 
@@ -155,7 +190,14 @@ fn event_stream(
         session_id: Option<String>,
         done: bool,
     }
-    let state = State { rx, _guard: cancel.clone().drop_guard(), cancel, deadline, session_id, done: false };
+    let state = State {
+        rx,
+        _guard: cancel.clone().drop_guard(),
+        cancel,
+        deadline,
+        session_id,
+        done: false,
+    };
     futures::stream::unfold(state, |mut s| async move {
         if s.done {
             return None;

@@ -14,7 +14,12 @@ use crate::{error::CoreError, llm::LlmError};
 pub const DOMAIN: &str = "mcp-chat";
 
 /// Builds a status with an `ErrorInfo` reason (and optionally a retry delay).
-pub fn status(code: Code, reason: &str, message: impl Into<String>, retry: Option<Duration>) -> Status {
+pub fn status(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    retry: Option<Duration>,
+) -> Status {
     let mut details = ErrorDetails::with_error_info(reason, DOMAIN, HashMap::new());
     if retry.is_some() {
         details.set_retry_info(retry);
@@ -32,11 +37,20 @@ impl From<CoreError> for Status {
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             CoreError::ModelNotFound(_) => status(Code::NotFound, "model_not_found", message, None),
-            CoreError::NotConfigured(_) => status(Code::FailedPrecondition, "not_configured", message, None),
+            CoreError::NotConfigured(_) => {
+                status(Code::FailedPrecondition, "not_configured", message, None)
+            }
             CoreError::Upstream(e) => upstream(e),
             CoreError::Cancelled => status(Code::Cancelled, "cancelled", message, None),
-            CoreError::DeadlineExceeded => status(Code::DeadlineExceeded, "deadline_exceeded", message, None),
-            CoreError::Unavailable(_) => status(Code::Unavailable, "unavailable", message, Some(Duration::from_secs(1))),
+            CoreError::DeadlineExceeded => {
+                status(Code::DeadlineExceeded, "deadline_exceeded", message, None)
+            }
+            CoreError::Unavailable(_) => status(
+                Code::Unavailable,
+                "unavailable",
+                message,
+                Some(Duration::from_secs(1)),
+            ),
         }
     }
 }
@@ -46,7 +60,12 @@ impl From<CoreError> for Status {
 fn upstream(error: LlmError) -> Status {
     let message = error.to_string();
     match error {
-        LlmError::Status { status: code @ 400..=499, retry_after, code: upstream_code, .. } => {
+        LlmError::Status {
+            status: code @ 400..=499,
+            retry_after,
+            code: upstream_code,
+            ..
+        } => {
             let (grpc, reason) = match code {
                 401 => (Code::Unauthenticated, "upstream_unauthorized"),
                 403 => (Code::PermissionDenied, "upstream_forbidden"),
@@ -57,22 +76,43 @@ fn upstream(error: LlmError) -> Status {
                 429 => (Code::ResourceExhausted, "rate_limit_exceeded"),
                 _ => (Code::InvalidArgument, "upstream_invalid_request"),
             };
-            let reason = upstream_code.as_deref().filter(|c| is_code(c)).unwrap_or(reason);
-            let retry = if code == 429 { Some(retry_after.unwrap_or(Duration::from_secs(1))) } else { None };
+            let reason = upstream_code
+                .as_deref()
+                .filter(|c| is_code(c))
+                .unwrap_or(reason);
+            let retry = if code == 429 {
+                Some(retry_after.unwrap_or(Duration::from_secs(1)))
+            } else {
+                None
+            };
             status(grpc, reason, message, retry)
         }
-        LlmError::Status { retry_after, .. } => {
-            status(Code::Unavailable, "bad_gateway", message, Some(retry_after.unwrap_or(Duration::from_secs(1))))
+        LlmError::Status { retry_after, .. } => status(
+            Code::Unavailable,
+            "bad_gateway",
+            message,
+            Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        ),
+        LlmError::Connect { .. } => status(
+            Code::Unavailable,
+            "bad_gateway",
+            message,
+            Some(Duration::from_secs(1)),
+        ),
+        LlmError::BadResponse(_) | LlmError::Stream(_) => {
+            status(Code::Unavailable, "bad_gateway", message, None)
         }
-        LlmError::Connect { .. } => status(Code::Unavailable, "bad_gateway", message, Some(Duration::from_secs(1))),
-        LlmError::BadResponse(_) | LlmError::Stream(_) => status(Code::Unavailable, "bad_gateway", message, None),
-        LlmError::Timeout { .. } => status(Code::DeadlineExceeded, "gateway_timeout", message, None),
+        LlmError::Timeout { .. } => {
+            status(Code::DeadlineExceeded, "gateway_timeout", message, None)
+        }
     }
 }
 
 /// An upstream error code worth passing on (`[a-z_]`, short).
 fn is_code(code: &str) -> bool {
-    !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 #[cfg(test)]
@@ -80,12 +120,17 @@ mod tests {
     use super::*;
 
     fn reason(s: &Status) -> String {
-        s.get_details_error_info().map(|i| i.reason).unwrap_or_default()
+        s.get_details_error_info()
+            .map(|i| i.reason)
+            .unwrap_or_default()
     }
 
     #[test]
     fn invalid_argument_carries_the_field() {
-        let s = Status::from(CoreError::InvalidArgument { field: "messages".into(), reason: "must not be empty".into() });
+        let s = Status::from(CoreError::InvalidArgument {
+            field: "messages".into(),
+            reason: "must not be empty".into(),
+        });
         assert_eq!(s.code(), Code::InvalidArgument);
         let bad = s.get_details_bad_request().unwrap();
         assert_eq!(bad.field_violations[0].field, "messages");
@@ -95,18 +140,62 @@ mod tests {
 
     #[test]
     fn upstream_errors_map_by_class() {
-        let st = |status: u16| LlmError::Status { status, message: "m".into(), code: None, retry_after: None };
+        let st = |status: u16| LlmError::Status {
+            status,
+            message: "m".into(),
+            code: None,
+            retry_after: None,
+        };
         let cases = [
-            (CoreError::Upstream(st(400)), Code::InvalidArgument, "upstream_invalid_request"),
-            (CoreError::Upstream(st(401)), Code::Unauthenticated, "upstream_unauthorized"),
-            (CoreError::Upstream(st(429)), Code::ResourceExhausted, "rate_limit_exceeded"),
-            (CoreError::Upstream(st(503)), Code::Unavailable, "bad_gateway"),
-            (CoreError::Upstream(LlmError::BadResponse("x".into())), Code::Unavailable, "bad_gateway"),
-            (CoreError::Upstream(LlmError::Timeout { phase: "idle", after: Duration::from_secs(1) }), Code::DeadlineExceeded, "gateway_timeout"),
-            (CoreError::ModelNotFound("x".into()), Code::NotFound, "model_not_found"),
-            (CoreError::NotConfigured("x".into()), Code::FailedPrecondition, "not_configured"),
+            (
+                CoreError::Upstream(st(400)),
+                Code::InvalidArgument,
+                "upstream_invalid_request",
+            ),
+            (
+                CoreError::Upstream(st(401)),
+                Code::Unauthenticated,
+                "upstream_unauthorized",
+            ),
+            (
+                CoreError::Upstream(st(429)),
+                Code::ResourceExhausted,
+                "rate_limit_exceeded",
+            ),
+            (
+                CoreError::Upstream(st(503)),
+                Code::Unavailable,
+                "bad_gateway",
+            ),
+            (
+                CoreError::Upstream(LlmError::BadResponse("x".into())),
+                Code::Unavailable,
+                "bad_gateway",
+            ),
+            (
+                CoreError::Upstream(LlmError::Timeout {
+                    phase: "idle",
+                    after: Duration::from_secs(1),
+                }),
+                Code::DeadlineExceeded,
+                "gateway_timeout",
+            ),
+            (
+                CoreError::ModelNotFound("x".into()),
+                Code::NotFound,
+                "model_not_found",
+            ),
+            (
+                CoreError::NotConfigured("x".into()),
+                Code::FailedPrecondition,
+                "not_configured",
+            ),
             (CoreError::Cancelled, Code::Cancelled, "cancelled"),
-            (CoreError::DeadlineExceeded, Code::DeadlineExceeded, "deadline_exceeded"),
+            (
+                CoreError::DeadlineExceeded,
+                Code::DeadlineExceeded,
+                "deadline_exceeded",
+            ),
         ];
         for (error, code, why) in cases {
             let s = Status::from(error);
@@ -118,7 +207,10 @@ mod tests {
             code: None,
             retry_after: Some(Duration::from_secs(7)),
         }));
-        assert_eq!(s.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_secs(7)));
+        assert_eq!(
+            s.get_details_retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(7))
+        );
         assert!(s.message().contains("slow down"));
     }
 }

@@ -1,19 +1,30 @@
 //! The HTTP gateway (axum): wire formats only. Handlers translate HTTP into calls on the
-//! in-process [`ChatApi`] and render the answers; no agent logic lives here.
+//! in-process [`ChatApi`] (the gRPC service implementation) and render its answers; no agent
+//! logic lives here, so HTTP can never do what gRPC cannot.
 //!
-//! Routes: `GET /` (welcome), `GET /healthz` (alive), `GET /readyz` (ready, per component).
-//! Anything else is a 404 in OpenAI's error shape.
+//! Routes: `GET /` (welcome), `GET /healthz`, `GET /readyz`, the OpenAI-compatible API under
+//! `/v1`, and the Simplified API (`POST /chat`, `POST /chat/stream`). Every error, unknown
+//! routes included, is OpenAI's `{"error":{…}}`. Layers: request ids, CORS, body limit.
 
 pub mod error;
+pub mod extract;
+pub mod openai;
+mod simple;
+mod sse;
 
 use axum::{
     Json, Router,
-    extract::{Request, State},
-    http::StatusCode,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::json;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 use crate::{grpc::ChatApi, readiness::Readiness};
 pub use error::ApiError;
@@ -23,17 +34,101 @@ pub use error::ApiError;
 pub struct HttpState {
     pub api: ChatApi,
     pub readiness: Readiness,
+    /// Announce server-side tool calls in OpenAI streams (as SSE comments).
+    pub expose_tool_events: bool,
 }
 
+/// Gateway settings taken from the config.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+    pub cors_allow_origins: Vec<String>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+
 /// The gateway's router; tests drive it with `tower::ServiceExt::oneshot`.
-pub fn router(state: HttpState) -> Router {
-    Router::new()
+pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
+    let routes = Router::new()
         .route("/", get(welcome))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{id}", get(openai::get_model))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/chat", post(simple::chat))
+        .route("/chat/stream", post(simple::chat_stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+    let routes = match cors(&settings.cors_allow_origins) {
+        Some(layer) => routes.layer(layer),
+        None => routes,
+    };
+    routes
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                SESSION_ID,
+                REQUEST_ID,
+            ])
+            .expose_headers([SESSION_ID, REQUEST_ID]),
+    )
+}
+
+/// A tonic request carrying what the service needs from the HTTP headers: the client's
+/// key (auth is checked once, in the service), the request id and the trace context.
+pub(crate) fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for name in ["authorization", "x-request-id", "traceparent", "tracestate"] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            if let Ok(v) = value.parse() {
+                request.metadata_mut().insert(name, v);
+            }
+        }
+    }
+    request
+}
+
+pub(crate) fn session_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+}
+
+pub(crate) fn set_session_header(response: &mut Response, session_id: Option<&str>) {
+    if let Some(v) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(SESSION_ID, v);
+    }
+}
+
+pub(crate) fn openai_finish(code: i32) -> &'static str {
+    openai::finish_reason(code)
 }
 
 async fn welcome() -> Json<serde_json::Value> {
@@ -46,6 +141,7 @@ async fn welcome() -> Json<serde_json::Value> {
             "GET /healthz": "liveness",
             "GET /readyz": "readiness with per-component status",
             "POST /chat": "Simplified API: {\"message\", \"session_id\"?} -> {\"response\", \"session_id\"}",
+            "POST /chat/stream": "Simplified API as SSE events: start, delta, tool_call, tool_result, done, error",
             "GET /v1/models": "OpenAI-compatible model list",
             "POST /v1/chat/completions": "OpenAI-compatible chat completions (JSON and SSE)",
             "grpc": "mcpchat.v1.ChatService on the gRPC port (reflection enabled)"

@@ -1,0 +1,67 @@
+//! Request-body extraction whose every failure is an OpenAI-shaped error: too large (413),
+//! not JSON or nested too deep (400), or the wrong shape (400 naming the field).
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request, rejection::BytesRejection},
+    http::StatusCode,
+};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// A JSON body parsed into `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON text, naming the path of a misplaced or mistyped field.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(
+            None,
+            "the request body is empty: send a JSON object",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = if inner.is_syntax() || inner.is_eof() {
+                format!("the request body is not valid JSON: {inner}")
+            } else {
+                format!("invalid request body: {inner}")
+            };
+            let param = (path != "." && !path.is_empty()).then_some(path);
+            Err(ApiError::invalid(param, message))
+        }
+    }
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            "the request body is larger than the limit (server.max_body_bytes)",
+        )
+    } else {
+        ApiError::new(
+            status,
+            "invalid_request_error",
+            None,
+            format!("cannot read the request body: {rejection}"),
+        )
+    }
+}

@@ -1,0 +1,392 @@
+//! OpenAI response shapes rendered from the service's answers: the `chat.completion` object,
+//! and the `chat.completion.chunk` stream as a pure state machine ([`ChunkRenderer::push`]
+//! takes one `ChatEvent` and returns the SSE data lines it becomes).
+
+use serde::Serialize;
+
+use crate::pb::{self, chat_event::Event};
+
+/// `system_fingerprint` of every answer.
+pub const FINGERPRINT: &str = concat!("mcp-chat-", env!("CARGO_PKG_VERSION"));
+
+#[derive(Serialize)]
+pub struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    system_fingerprint: &'static str,
+    choices: [Choice<'a>; 1],
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: OutMessage<'a>,
+    finish_reason: &'static str,
+    logprobs: Option<()>,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    refusal: Option<()>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutToolCall<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutToolCall<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize, Clone, Copy, Default)]
+pub struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+}
+
+impl From<&pb::Usage> for Usage {
+    fn from(u: &pb::Usage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens,
+        }
+    }
+}
+
+pub fn finish_reason(code: i32) -> &'static str {
+    match pb::FinishReason::try_from(code) {
+        Ok(pb::FinishReason::Length) => "length",
+        Ok(pb::FinishReason::ToolCalls) => "tool_calls",
+        Ok(pb::FinishReason::ContentFilter) => "content_filter",
+        Ok(
+            pb::FinishReason::Stop
+            | pb::FinishReason::ToolIterationLimit
+            | pb::FinishReason::Unspecified,
+        )
+        | Err(_) => "stop",
+    }
+}
+
+fn tool_calls(calls: &[pb::ToolCall], indexed: bool) -> Vec<OutToolCall<'_>> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| OutToolCall {
+            index: indexed.then(|| u32::try_from(i).unwrap_or(u32::MAX)),
+            id: &c.id,
+            kind: "function",
+            function: OutFunction {
+                name: &c.name,
+                arguments: &c.arguments,
+            },
+        })
+        .collect()
+}
+
+/// The `chat.completion` object for a whole answer.
+pub fn completion(r: &pb::ChatResponse) -> Completion<'_> {
+    let (content, calls) = match &r.message {
+        Some(m) => (m.content.as_str(), m.tool_calls.as_slice()),
+        None => ("", &[][..]),
+    };
+    Completion {
+        id: &r.id,
+        object: "chat.completion",
+        created: r.created,
+        model: &r.model,
+        system_fingerprint: FINGERPRINT,
+        choices: [Choice {
+            index: 0,
+            message: OutMessage {
+                role: "assistant",
+                content: if content.is_empty() && !calls.is_empty() {
+                    None
+                } else {
+                    Some(content)
+                },
+                refusal: None,
+                tool_calls: tool_calls(calls, false),
+            },
+            finish_reason: finish_reason(r.finish_reason),
+            logprobs: None,
+        }],
+        usage: r.usage.as_ref().map(Usage::from).unwrap_or_default(),
+    }
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    system_fingerprint: &'static str,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'static str>,
+    logprobs: Option<()>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutToolCall<'a>>,
+}
+
+/// One piece of SSE output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sse {
+    /// `data: <json>`.
+    Data(String),
+    /// `: <text>`: a comment, ignored by SDKs (used for opt-in tool-call announcements).
+    Comment(String),
+}
+
+/// Turns `ChatEvent`s into `chat.completion.chunk`s.
+pub struct ChunkRenderer {
+    id: String,
+    model: String,
+    created: i64,
+    include_usage: bool,
+    expose_tools: bool,
+    usage: Option<Usage>,
+    client_calls: u32,
+}
+
+impl ChunkRenderer {
+    pub fn new(include_usage: bool, expose_tools: bool) -> Self {
+        Self {
+            id: String::new(),
+            model: String::new(),
+            created: 0,
+            include_usage,
+            expose_tools,
+            usage: None,
+            client_calls: 0,
+        }
+    }
+
+    fn chunk(&self, delta: Delta<'_>, finish_reason: Option<&'static str>) -> String {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: FINGERPRINT,
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            }],
+            usage: None,
+        };
+        serde_json::to_string(&chunk).unwrap_or_default()
+    }
+
+    pub fn push(&mut self, event: &pb::ChatEvent) -> Vec<Sse> {
+        let Some(event) = &event.event else {
+            return Vec::new();
+        };
+        match event {
+            Event::Start(s) => {
+                self.id.clone_from(&s.id);
+                self.model.clone_from(&s.model);
+                self.created = s.created;
+                vec![Sse::Data(self.chunk(
+                    Delta {
+                        role: Some("assistant"),
+                        content: Some(""),
+                        ..Delta::default()
+                    },
+                    None,
+                ))]
+            }
+            Event::Content(c) => vec![Sse::Data(self.chunk(
+                Delta {
+                    content: Some(&c.text),
+                    ..Delta::default()
+                },
+                None,
+            ))],
+            Event::ClientToolCall(call) => {
+                let index = self.client_calls;
+                self.client_calls += 1;
+                let calls = vec![OutToolCall {
+                    index: Some(index),
+                    id: &call.id,
+                    kind: "function",
+                    function: OutFunction {
+                        name: &call.name,
+                        arguments: &call.arguments,
+                    },
+                }];
+                vec![Sse::Data(self.chunk(
+                    Delta {
+                        tool_calls: calls,
+                        ..Delta::default()
+                    },
+                    None,
+                ))]
+            }
+            Event::ToolCallStarted(t) if self.expose_tools => vec![Sse::Comment(format!(
+                "mcp_tool_call_started {}",
+                serde_json::json!({"id": t.id, "name": t.name, "server": t.server, "tool": t.tool, "arguments": t.arguments})
+            ))],
+            Event::ToolCallFinished(t) if self.expose_tools => vec![Sse::Comment(format!(
+                "mcp_tool_call_finished {}",
+                serde_json::json!({"id": t.id, "name": t.name, "ok": t.ok, "duration_ms": t.duration_ms})
+            ))],
+            Event::ToolCallStarted(_) | Event::ToolCallFinished(_) => Vec::new(),
+            Event::Usage(u) => {
+                self.usage = Some(Usage::from(u));
+                Vec::new()
+            }
+            Event::Response(r) => {
+                let mut out = vec![Sse::Data(
+                    self.chunk(Delta::default(), Some(finish_reason(r.finish_reason))),
+                )];
+                if self.include_usage {
+                    let usage = self
+                        .usage
+                        .or_else(|| r.usage.as_ref().map(Usage::from))
+                        .unwrap_or_default();
+                    let chunk = Chunk {
+                        id: &self.id,
+                        object: "chat.completion.chunk",
+                        created: self.created,
+                        model: &self.model,
+                        system_fingerprint: FINGERPRINT,
+                        choices: Vec::new(),
+                        usage: Some(usage),
+                    };
+                    out.push(Sse::Data(serde_json::to_string(&chunk).unwrap_or_default()));
+                }
+                out.push(Sse::Data("[DONE]".into()));
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn ev(e: Event) -> pb::ChatEvent {
+        pb::ChatEvent { event: Some(e) }
+    }
+
+    fn data(out: &[Sse]) -> Vec<Value> {
+        out.iter()
+            .filter_map(|s| match s {
+                Sse::Data(d) if d != "[DONE]" => Some(serde_json::from_str(d).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn renders_a_stream_like_openai() {
+        let mut r = ChunkRenderer::new(true, false);
+        let mut out = Vec::new();
+        out.extend(r.push(&ev(Event::Start(pb::StreamStart {
+            id: "chatcmpl-1".into(),
+            model: "m".into(),
+            session_id: None,
+            created: 7,
+        }))));
+        out.extend(r.push(&ev(Event::Content(pb::ContentDelta { text: "Hel".into() }))));
+        out.extend(r.push(&ev(Event::ToolCallStarted(pb::ToolCallStarted::default()))));
+        out.extend(r.push(&ev(Event::Content(pb::ContentDelta { text: "lo".into() }))));
+        out.extend(r.push(&ev(Event::Usage(pb::Usage {
+            prompt_tokens: 3,
+            completion_tokens: 2,
+            total_tokens: 5,
+            estimated: false,
+        }))));
+        out.extend(r.push(&ev(Event::Response(pb::ChatResponse {
+            finish_reason: pb::FinishReason::Stop.into(),
+            ..Default::default()
+        }))));
+        assert_eq!(out.last(), Some(&Sse::Data("[DONE]".into())));
+        let chunks = data(&out);
+        assert_eq!(
+            chunks.len(),
+            5,
+            "role, 2 contents, finish, usage: {chunks:?}"
+        );
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Hel");
+        assert_eq!(chunks[1]["object"], "chat.completion.chunk");
+        assert_eq!(chunks[1]["id"], "chatcmpl-1");
+        assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(chunks[4]["choices"].as_array().unwrap().len(), 0);
+        assert_eq!(chunks[4]["usage"]["total_tokens"], 5);
+    }
+
+    #[test]
+    fn client_tool_calls_are_indexed_deltas_and_tool_events_are_opt_in_comments() {
+        let mut r = ChunkRenderer::new(false, true);
+        let call = |id: &str| {
+            ev(Event::ClientToolCall(pb::ToolCall {
+                id: id.into(),
+                name: "f".into(),
+                arguments: "{}".into(),
+            }))
+        };
+        let first = data(&r.push(&call("a")));
+        let second = data(&r.push(&call("b")));
+        assert_eq!(first[0]["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+        assert_eq!(
+            second[0]["choices"][0]["delta"]["tool_calls"][0]["index"],
+            1
+        );
+        assert_eq!(
+            second[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+            "f"
+        );
+        let announced = r.push(&ev(Event::ToolCallStarted(pb::ToolCallStarted {
+            name: "echo".into(),
+            ..Default::default()
+        })));
+        assert!(
+            matches!(&announced[..], [Sse::Comment(c)] if c.starts_with("mcp_tool_call_started "))
+        );
+        let done = r.push(&ev(Event::Response(pb::ChatResponse {
+            finish_reason: pb::FinishReason::ToolCalls.into(),
+            ..Default::default()
+        })));
+        assert_eq!(data(&done)[0]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(done.len(), 2, "no usage chunk without include_usage");
+    }
+}

@@ -1,0 +1,422 @@
+//! OpenAI `POST /v1/chat/completions` request: the wire type (lenient: unknown fields are
+//! ignored) and its translation into a `ChatRequest`. Validation of values happens once, in
+//! the gRPC service; this file only rejects what has no place in the proto.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    grpc::convert::json_to_prost,
+    http::ApiError,
+    pb::{self, tool_choice::Choice},
+};
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    #[serde(default)]
+    pub model: String,
+    pub messages: Vec<InMessage>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub stop: Option<Stop>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub response_format: Option<Value>,
+    #[serde(default)]
+    pub tools: Vec<InTool>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    pub user: Option<String>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub n: Option<u32>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    pub audio: Option<Value>,
+    pub modalities: Option<Vec<String>>,
+    pub prediction: Option<Value>,
+    /// Extension: server-side memory (also the `X-Session-Id` header).
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InMessage {
+    pub role: String,
+    pub content: Option<Content>,
+    pub name: Option<String>,
+    pub tool_call_id: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Vec<InToolCall>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InToolCall {
+    pub id: String,
+    pub function: InFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InFunctionCall {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InTool {
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: InFunction,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InFunction {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub parameters: Option<Value>,
+    pub strict: Option<bool>,
+}
+
+fn unsupported(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        code: Some("unsupported_parameter".into()),
+        ..ApiError::invalid(Some(param.into()), message)
+    }
+}
+
+impl CompletionRequest {
+    /// The proto request, or a 400 naming the parameter the service cannot honour.
+    pub fn into_proto(self, session_id: Option<String>) -> Result<pb::ChatRequest, ApiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(unsupported("n", "only n = 1 is supported"));
+        }
+        if self.logprobs == Some(true) || self.top_logprobs.is_some() {
+            return Err(unsupported("logprobs", "logprobs are not supported"));
+        }
+        if self.audio.is_some()
+            || self
+                .modalities
+                .as_ref()
+                .is_some_and(|m| m.iter().any(|m| m != "text"))
+        {
+            return Err(unsupported("modalities", "only text output is supported"));
+        }
+        if self.prediction.is_some() {
+            return Err(unsupported(
+                "prediction",
+                "predicted outputs are not supported",
+            ));
+        }
+        let messages = self
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| message(m, i))
+            .collect::<Result<_, _>>()?;
+        let tools = self
+            .tools
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| tool(t, i))
+            .collect::<Result<_, _>>()?;
+        let tool_choice = self.tool_choice.map(tool_choice).transpose()?;
+        let response_format = self.response_format.map(response_format).transpose()?;
+        let stop = match self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s],
+            Some(Stop::Many(v)) => v,
+        };
+        Ok(pb::ChatRequest {
+            model: self.model,
+            messages,
+            session_id: session_id.or(self.session_id),
+            new_session: false,
+            params: Some(pb::GenerationParams {
+                temperature: self.temperature,
+                top_p: self.top_p,
+                max_tokens: self.max_completion_tokens.or(self.max_tokens),
+                stop,
+                seed: self.seed,
+                presence_penalty: self.presence_penalty,
+                frequency_penalty: self.frequency_penalty,
+                response_format,
+                parallel_tool_calls: self.parallel_tool_calls,
+            }),
+            tools,
+            tool_choice,
+            user: self.user,
+        })
+    }
+}
+
+fn message(m: InMessage, i: usize) -> Result<pb::Message, ApiError> {
+    let role = match m.role.as_str() {
+        "system" => pb::Role::System,
+        "developer" => pb::Role::Developer,
+        "user" => pb::Role::User,
+        "assistant" => pb::Role::Assistant,
+        "tool" => pb::Role::Tool,
+        other => {
+            return Err(ApiError::invalid(
+                Some(format!("messages[{i}].role")),
+                format!(
+                    "unknown role {other:?}: expected system, developer, user, assistant or tool"
+                ),
+            ));
+        }
+    };
+    let content = match m.content {
+        None => String::new(),
+        Some(Content::Text(t)) => t,
+        Some(Content::Parts(parts)) => {
+            let mut text = Vec::with_capacity(parts.len());
+            for (j, part) in parts.into_iter().enumerate() {
+                match (part.kind.as_str(), part.text) {
+                    ("text" | "input_text", Some(t)) => text.push(t),
+                    (kind, _) => {
+                        return Err(ApiError::invalid(
+                            Some(format!("messages[{i}].content[{j}].type")),
+                            format!("content parts of type {kind:?} are not supported; send text"),
+                        ));
+                    }
+                }
+            }
+            text.join("\n")
+        }
+    };
+    Ok(pb::Message {
+        role: role.into(),
+        content,
+        name: m.name,
+        tool_call_id: m.tool_call_id,
+        tool_calls: m
+            .tool_calls
+            .into_iter()
+            .map(|c| pb::ToolCall {
+                id: c.id,
+                name: c.function.name,
+                arguments: c.function.arguments,
+            })
+            .collect(),
+    })
+}
+
+fn tool(t: InTool, i: usize) -> Result<pb::ToolDefinition, ApiError> {
+    if t.kind != "function" {
+        return Err(unsupported(
+            &format!("tools[{i}].type"),
+            format!("tools of type {:?} are not supported", t.kind),
+        ));
+    }
+    let parameters = match t.function.parameters {
+        None => None,
+        Some(v @ Value::Object(_)) => match json_to_prost(&v).kind {
+            Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+            _ => None,
+        },
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some(format!("tools[{i}].function.parameters")),
+                "must be a JSON Schema object",
+            ));
+        }
+    };
+    Ok(pb::ToolDefinition {
+        name: t.function.name,
+        description: t.function.description,
+        parameters,
+        strict: t.function.strict,
+    })
+}
+
+fn tool_choice(v: Value) -> Result<pb::ToolChoice, ApiError> {
+    let choice = match &v {
+        Value::String(s) => match s.as_str() {
+            "none" => Choice::Mode(pb::ToolChoiceMode::None.into()),
+            "auto" => Choice::Mode(pb::ToolChoiceMode::Auto.into()),
+            "required" => Choice::Mode(pb::ToolChoiceMode::Required.into()),
+            other => {
+                return Err(ApiError::invalid(
+                    Some("tool_choice".into()),
+                    format!(
+                        "{other:?} is not a tool choice: expected none, auto, required or a function"
+                    ),
+                ));
+            }
+        },
+        Value::Object(o) => match o
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+        {
+            Some(name) => Choice::Function(name.to_string()),
+            None => {
+                return Err(ApiError::invalid(
+                    Some("tool_choice.function.name".into()),
+                    "is required",
+                ));
+            }
+        },
+        _ => {
+            return Err(ApiError::invalid(
+                Some("tool_choice".into()),
+                "must be a string or an object",
+            ));
+        }
+    };
+    Ok(pb::ToolChoice {
+        choice: Some(choice),
+    })
+}
+
+fn response_format(v: Value) -> Result<pb::ResponseFormat, ApiError> {
+    use pb::response_format::Format;
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    let format = match kind {
+        "text" => Format::Text(true),
+        "json_object" => Format::JsonObject(true),
+        "json_schema" => {
+            let spec = v.get("json_schema").cloned().unwrap_or(Value::Null);
+            let schema = match spec.get("schema").map(json_to_prost).and_then(|p| p.kind) {
+                Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+                _ => None,
+            };
+            Format::JsonSchema(pb::JsonSchemaFormat {
+                name: spec
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                description: spec
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                schema,
+                strict: spec.get("strict").and_then(Value::as_bool),
+            })
+        }
+        other => {
+            return Err(ApiError::invalid(
+                Some("response_format.type".into()),
+                format!(
+                    "{other:?} is not a response format: expected text, json_object or json_schema"
+                ),
+            ));
+        }
+    };
+    Ok(pb::ResponseFormat {
+        format: Some(format),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::extract::parse;
+
+    fn convert(body: &str) -> Result<pb::ChatRequest, ApiError> {
+        parse::<CompletionRequest>(body.as_bytes())?.into_proto(None)
+    }
+
+    #[test]
+    fn converts_the_fields_the_sdks_send() {
+        let r = convert(
+            r#"{"model": "m", "messages": [
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "r"}
+            ], "temperature": 0.2, "max_completion_tokens": 9, "stop": "END", "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "stream_options": {"include_usage": true}, "unknown_field": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.model, "m");
+        assert_eq!(r.messages[1].content, "a\nb");
+        assert_eq!(r.messages[2].tool_calls[0].name, "f");
+        assert_eq!(r.messages[3].tool_call_id.as_deref(), Some("c1"));
+        let p = r.params.unwrap();
+        assert_eq!(
+            (p.temperature, p.max_tokens, p.stop),
+            (Some(0.2), Some(9), vec!["END".to_string()])
+        );
+        assert_eq!(
+            r.tool_choice.unwrap().choice,
+            Some(Choice::Function("f".into()))
+        );
+    }
+
+    #[test]
+    fn unsupported_options_name_the_parameter() {
+        for (body, param) in [
+            (r#"{"messages": [], "n": 2}"#, "n"),
+            (r#"{"messages": [], "logprobs": true}"#, "logprobs"),
+            (
+                r#"{"messages": [{"role": "robot", "content": "x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#,
+                "messages[0].content[0].type",
+            ),
+            (
+                r#"{"messages": [], "tool_choice": "sometimes"}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"messages": [], "tools": [{"type": "code_interpreter", "function": {"name": "x"}}]}"#,
+                "tools[0].type",
+            ),
+            (r#"{"messages": "hello"}"#, "messages"),
+            (r#"{"messages": [], "temperature": "hot"}"#, "temperature"),
+        ] {
+            let e = convert(body).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{body}: {e:?}");
+            assert_eq!(e.status, 400);
+        }
+        let e = convert("{not json").unwrap_err();
+        assert!(e.message.contains("not valid JSON"), "{e:?}");
+        let deep = "[".repeat(10_000);
+        assert_eq!(
+            convert(&deep).unwrap_err().status,
+            400,
+            "nesting limit, no stack overflow"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! The Simplified API (the seed's): `POST /chat` `{"message", "session_id"?}` →
+//! `{"response", "session_id"}`, and `POST /chat/stream`, an SSE of typed events for UIs
+//! (`delta`, `tool_call`, `tool_result`, `done`, `error`).
+
+use axum::{
+    Json,
+    extract::State,
+    http::HeaderMap,
+    response::{IntoResponse, Response, sse},
+};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, HttpState, extract::JsonBody, grpc_request, sse::first_events};
+use crate::pb::{self, chat_event::Event, chat_service_server::ChatService};
+
+#[derive(Debug, Deserialize)]
+pub struct SimpleRequest {
+    message: String,
+    session_id: Option<String>,
+    #[serde(default)]
+    model: String,
+}
+
+impl SimpleRequest {
+    fn into_proto(self) -> pb::ChatRequest {
+        let new_session = self.session_id.is_none();
+        pb::ChatRequest {
+            model: self.model,
+            messages: vec![pb::Message {
+                role: pb::Role::User.into(),
+                content: self.message,
+                ..Default::default()
+            }],
+            session_id: self.session_id,
+            new_session,
+            ..Default::default()
+        }
+    }
+}
+
+pub async fn chat(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SimpleRequest>,
+) -> Result<Response, ApiError> {
+    let answer = state
+        .api
+        .chat(grpc_request(body.into_proto(), &headers))
+        .await?
+        .into_inner();
+    let text = answer.message.map(|m| m.content).unwrap_or_default();
+    let mut response =
+        Json(json!({ "response": text, "session_id": answer.session_id })).into_response();
+    super::set_session_header(&mut response, answer.session_id.as_deref());
+    Ok(response)
+}
+
+pub async fn chat_stream(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SimpleRequest>,
+) -> Result<Response, ApiError> {
+    let events = state
+        .api
+        .stream_chat(grpc_request(body.into_proto(), &headers))
+        .await?
+        .into_inner();
+    let (head, session_id, rest) = first_events(events).await?;
+    let all = futures::stream::iter(head.into_iter().map(Ok)).chain(rest);
+    let body = all.filter_map(|item| async move {
+        let event = match item {
+            Err(status) => Some(("error", ApiError::from(status).body_json())),
+            Ok(pb::ChatEvent { event: None }) => None,
+            Ok(pb::ChatEvent { event: Some(e) }) => render(e),
+        };
+        event.map(|(name, data)| {
+            Ok::<_, std::convert::Infallible>(
+                sse::Event::default().event(name).data(data.to_string()),
+            )
+        })
+    });
+    let mut response = sse::Sse::new(body)
+        .keep_alive(sse::KeepAlive::default())
+        .into_response();
+    super::set_session_header(&mut response, session_id.as_deref());
+    Ok(response)
+}
+
+fn render(event: Event) -> Option<(&'static str, serde_json::Value)> {
+    Some(match event {
+        Event::Start(s) => (
+            "start",
+            json!({ "id": s.id, "model": s.model, "session_id": s.session_id }),
+        ),
+        Event::Content(c) => ("delta", json!({ "text": c.text })),
+        Event::ToolCallStarted(t) => (
+            "tool_call",
+            json!({ "id": t.id, "name": t.name, "server": t.server, "tool": t.tool, "arguments": t.arguments }),
+        ),
+        Event::ToolCallFinished(t) => (
+            "tool_result",
+            json!({ "id": t.id, "name": t.name, "ok": t.ok, "result": t.result, "duration_ms": t.duration_ms }),
+        ),
+        Event::ClientToolCall(_) | Event::Usage(_) => return None,
+        Event::Response(r) => (
+            "done",
+            json!({
+                "response": r.message.map(|m| m.content).unwrap_or_default(),
+                "session_id": r.session_id,
+                "finish_reason": super::openai_finish(r.finish_reason),
+                "usage": r.usage.map(|u| json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens})),
+            }),
+        ),
+    })
+}
