@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(c.finish_reason, FinishReason::ToolCalls);
         assert_eq!(c.tool_calls[0].arguments, r#"{"a":1}"#);
         assert_eq!(
-            (c.tool_calls[1].id.as_str(), c.tool_calls[1].arguments.as_str()),
+            (
+                c.tool_calls[1].id.as_str(),
+                c.tool_calls[1].arguments.as_str()
+            ),
             ("call_1", "{}")
         );
         assert_eq!(c.usage.unwrap().total_tokens, 12);
@@ -102,25 +105,49 @@ mod tests {
     #[test]
     fn completion_without_usage_or_finish_reason() {
         let c = parse_completion(br#"{"choices":[{"message":{"content":"hi"}}]}"#).unwrap();
-        assert_eq!((c.content.as_str(), c.finish_reason, c.usage), ("hi", FinishReason::Stop, None));
+        assert_eq!(
+            (c.content.as_str(), c.finish_reason, c.usage),
+            ("hi", FinishReason::Stop, None)
+        );
     }
 
     #[test]
     fn unparseable_completions_are_bad_responses() {
-        for body in [&b"{\"choices\": ["[..], b"<html>", br#"{"choices":[]}"#, br#"{"error":"nope"}"#] {
-            assert!(matches!(parse_completion(body), Err(LlmError::BadResponse(_))));
+        for body in [
+            &b"{\"choices\": ["[..],
+            b"<html>",
+            br#"{"choices":[]}"#,
+            br#"{"error":"nope"}"#,
+        ] {
+            assert!(matches!(
+                parse_completion(body),
+                Err(LlmError::BadResponse(_))
+            ));
         }
     }
 
     #[test]
     fn error_bodies() {
         let openai = br#"{"error":{"message":"Invalid 'messages'","type":"invalid_request_error","param":null,"code":"bad_msgs"}}"#;
-        assert_eq!(error_message(openai), ("Invalid 'messages'".into(), Some("bad_msgs".into())));
+        assert_eq!(
+            error_message(openai),
+            ("Invalid 'messages'".into(), Some("bad_msgs".into()))
+        );
         let typed = br#"{"error":{"message":"m","type":"server_error","code":null}}"#;
-        assert_eq!(error_message(typed), ("m".into(), Some("server_error".into())));
-        assert_eq!(error_message(br#"{"error":"model not found"}"#).0, "model not found");
-        let vllm = br#"{"object":"error","message":"too long","type":"BadRequestError","code":400}"#;
-        assert_eq!(error_message(vllm), ("too long".into(), Some("BadRequestError".into())));
+        assert_eq!(
+            error_message(typed),
+            ("m".into(), Some("server_error".into()))
+        );
+        assert_eq!(
+            error_message(br#"{"error":"model not found"}"#).0,
+            "model not found"
+        );
+        let vllm =
+            br#"{"object":"error","message":"too long","type":"BadRequestError","code":400}"#;
+        assert_eq!(
+            error_message(vllm),
+            ("too long".into(), Some("BadRequestError".into()))
+        );
         assert_eq!(error_message(b"  Bad Gateway\n").0, "Bad Gateway");
         assert_eq!(error_message(b"").0, "(empty body)");
         let long = "é".repeat(400);

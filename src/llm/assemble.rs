@@ -54,8 +54,9 @@ impl Assembler {
         if data == "[DONE]" {
             return Ok(Step::Done);
         }
-        let chunk: ChunkDto<'_> = serde_json::from_str(data)
-            .map_err(|e| LlmError::BadResponse(format!("bad stream chunk ({e}): {}", clip(data, 200))))?;
+        let chunk: ChunkDto<'_> = serde_json::from_str(data).map_err(|e| {
+            LlmError::BadResponse(format!("bad stream chunk ({e}): {}", clip(data, 200)))
+        })?;
         if let Some(error) = chunk.error {
             return Err(LlmError::Stream(error.message().to_owned()));
         }
@@ -270,7 +271,10 @@ mod tests {
         ]);
         let calls = done.unwrap().tool_calls;
         assert_eq!(calls.len(), 2);
-        assert_eq!((calls[0].id.as_str(), calls[0].arguments.as_str()), ("a", "{}"));
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].arguments.as_str()),
+            ("a", "{}")
+        );
         assert_eq!(calls[1].name, "g");
     }
 
@@ -294,13 +298,17 @@ mod tests {
 
     #[test]
     fn finish_reason_without_done_is_whole() {
-        let (_, done) = run(&[r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#]);
+        let (_, done) =
+            run(&[r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#]);
         assert_eq!(done.unwrap().content, "a");
     }
 
     #[test]
     fn done_without_finish_reason_is_not_an_error() {
-        let (_, done) = run(&[r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#, "[DONE]"]);
+        let (_, done) = run(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#,
+            "[DONE]",
+        ]);
         assert_eq!(done.unwrap().finish_reason, FinishReason::Stop);
     }
 
@@ -312,7 +320,9 @@ mod tests {
 
     #[test]
     fn other_choices_are_ignored() {
-        let (texts, _) = run(&[r#"{"choices":[{"index":1,"delta":{"content":"x"}},{"index":0,"delta":{"content":"y"}}]}"#]);
+        let (texts, _) = run(&[
+            r#"{"choices":[{"index":1,"delta":{"content":"x"}},{"index":0,"delta":{"content":"y"}}]}"#,
+        ]);
         assert_eq!(texts, ["y"]);
     }
 }

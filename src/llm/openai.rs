@@ -16,9 +16,9 @@ use tokio::time::{Instant, timeout_at};
 use super::{
     Completion, CompletionRequest, Endpoint, LlmClient, LlmError, LlmEvent, LlmStream,
     answer::{error_message, parse_completion},
+    request::ChatBody,
     retry::{self, RetryPolicy},
     sse::{self, BodyError},
-    request::ChatBody,
 };
 use crate::config::UpstreamConfig;
 
@@ -84,7 +84,10 @@ impl OpenAiClient {
         stream: bool,
     ) -> Result<(reqwest::Response, Instant), LlmError> {
         let deadline = Instant::now() + self.timeouts.total;
-        let url = format!("{}/chat/completions", endpoint.base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/chat/completions",
+            endpoint.base_url.trim_end_matches('/')
+        );
         let connect_error = |message: String| LlmError::Connect {
             url: url.clone(),
             message,
@@ -128,13 +131,24 @@ impl OpenAiClient {
     }
 
     /// The earlier of `now + after` and the total deadline, and the timeout error it means.
-    fn limit(&self, deadline: Instant, phase: &'static str, after: Duration) -> (Instant, LlmError) {
+    fn limit(
+        &self,
+        deadline: Instant,
+        phase: &'static str,
+        after: Duration,
+    ) -> (Instant, LlmError) {
         let at = Instant::now() + after;
         if at < deadline {
             (at, LlmError::Timeout { phase, after })
         } else {
             let total = self.timeouts.total;
-            (deadline, LlmError::Timeout { phase: "total", after: total })
+            (
+                deadline,
+                LlmError::Timeout {
+                    phase: "total",
+                    after: total,
+                },
+            )
         }
     }
 
@@ -239,7 +253,11 @@ impl LlmClient for OpenAiClient {
 fn headers(endpoint: &Endpoint, stream: bool) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::with_capacity(3 + endpoint.headers.len());
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let accept = if stream { "text/event-stream" } else { "application/json" };
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
     headers.insert(ACCEPT, HeaderValue::from_static(accept));
     if !endpoint.api_key.is_empty() {
         let mut value = HeaderValue::try_from(format!("Bearer {}", endpoint.api_key.expose()))
@@ -267,10 +285,22 @@ async fn next_chunk(
     let idle_at = Instant::now() + timeouts.idle;
     let (limit, timeout) = if idle_at < deadline {
         let after = timeouts.idle;
-        (idle_at, LlmError::Timeout { phase: "idle", after })
+        (
+            idle_at,
+            LlmError::Timeout {
+                phase: "idle",
+                after,
+            },
+        )
     } else {
         let after = timeouts.total;
-        (deadline, LlmError::Timeout { phase: "total", after })
+        (
+            deadline,
+            LlmError::Timeout {
+                phase: "total",
+                after,
+            },
+        )
     };
     match timeout_at(limit, response.chunk()).await {
         Err(_) => Err(timeout),

@@ -58,7 +58,12 @@ impl Serialize for ChatBody<'_> {
         }
         if self.stream {
             map.serialize_entry("stream", &true)?;
-            map.serialize_entry("stream_options", &IncludeUsage { include_usage: true })?;
+            map.serialize_entry(
+                "stream_options",
+                &IncludeUsage {
+                    include_usage: true,
+                },
+            )?;
         }
         map.end()
     }
@@ -194,8 +199,7 @@ mod tests {
     use crate::llm::{GenParams, Role};
 
     fn body(request: &CompletionRequest, stream: bool) -> Value {
-        serde_json::from_slice(&serde_json::to_vec(&ChatBody { request, stream }).unwrap())
-            .unwrap()
+        serde_json::from_slice(&serde_json::to_vec(&ChatBody { request, stream }).unwrap()).unwrap()
     }
 
     fn request() -> CompletionRequest {

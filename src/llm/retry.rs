@@ -83,7 +83,12 @@ pub fn should_retry(status: u16, headers: &HeaderMap) -> bool {
 /// The wait the upstream asked for: `retry-after-ms` (milliseconds), else `Retry-After` as
 /// (possibly fractional) seconds or as an HTTP date (relative to `now`; past dates are zero).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
@@ -134,7 +139,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let at = |pairs: &[(&'static str, &str)]| retry_after(&headers(pairs), now);
         assert_eq!(at(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
-        assert_eq!(at(&[("retry-after", "0.5")]), Some(Duration::from_millis(500)));
+        assert_eq!(
+            at(&[("retry-after", "0.5")]),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(
             at(&[("retry-after-ms", "250"), ("retry-after", "9")]),
             Some(Duration::from_millis(250))
@@ -151,8 +159,14 @@ mod tests {
     #[test]
     fn delay_honours_and_caps_retry_after() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(0, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        assert_eq!(p.delay(0, Some(Duration::from_secs(3600))), Duration::from_secs(60));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

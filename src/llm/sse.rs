@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn cut_stream_is_an_error_at_every_split() {
-        let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ab\"}}]}\n\ndata: {\"choi";
+        let body =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ab\"}}]}\n\ndata: {\"choi";
         assert_all_splits(body.as_bytes(), |_, done| {
             assert!(matches!(done, Err(LlmError::Stream(m)) if m.contains("before it finished")));
         });
