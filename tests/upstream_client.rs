@@ -324,3 +324,64 @@ async fn unreachable_upstream_is_a_connect_error() {
         .unwrap_err();
     assert!(matches!(err, LlmError::Connect { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_slow_stream_hits_the_total_timeout() {
+    let parts: Vec<&str> = vec!["x"; 50];
+    let fake = FakeUpstream::with([Reply::text(&parts).delay(Duration::from_millis(50))]).await;
+    let config = UpstreamConfig {
+        total_timeout: Duration::from_millis(400),
+        ..UpstreamConfig::default()
+    };
+    let client = OpenAiClient::new(&config).unwrap();
+    let started = Instant::now();
+    let (texts, done) = drain(&client, &fake).await;
+    assert!(!texts.is_empty());
+    assert!(
+        matches!(done, Err(LlmError::Timeout { phase: "total", .. })),
+        "{done:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(fake.wait_dropped(1, Duration::from_secs(1)).await);
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_hits_the_first_byte_timeout() {
+    // Accepts connections and reads nothing, answers nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let config = UpstreamConfig {
+        first_byte_timeout: Duration::from_millis(200),
+        max_retries: 0,
+        ..UpstreamConfig::default()
+    };
+    let endpoint = Endpoint {
+        base_url: format!("http://{addr}/v1"),
+        api_key: Secret::default(),
+        headers: BTreeMap::new(),
+    };
+    let started = Instant::now();
+    let err = OpenAiClient::new(&config)
+        .unwrap()
+        .complete(&endpoint, &request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LlmError::Timeout {
+                phase: "first byte",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    held.abort();
+}
