@@ -6,6 +6,7 @@
 
 mod answer;
 mod assemble;
+pub mod frame;
 pub mod openai;
 mod request;
 pub mod retry;

@@ -18,7 +18,7 @@ use super::{
     answer::{error_message, parse_completion},
     request::ChatBody,
     retry::{self, RetryPolicy},
-    sse::{self, BodyError},
+    sse,
 };
 use crate::config::UpstreamConfig;
 
@@ -317,13 +317,13 @@ fn body_stream(
     response: reqwest::Response,
     deadline: Instant,
     timeouts: Timeouts,
-) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
+) -> impl Stream<Item = Result<Bytes, LlmError>> + Send + 'static {
     futures::stream::unfold(Some(response), move |response| async move {
         let mut response = response?;
         match next_chunk(&mut response, deadline, timeouts).await {
             Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
             Ok(None) => None,
-            Err(e) => Some((Err(BodyError(e)), None)),
+            Err(e) => Some((Err(e), None)),
         }
     })
 }
