@@ -3,9 +3,15 @@
 //! These types are the core's own (no proto, no HTTP wire shapes beyond the upstream DTOs
 //! that `openai.rs` keeps private). The real client is [`openai::OpenAiClient`]; tests of the
 //! loop use scripted fakes of the trait.
+//!
+//! Files: `openai.rs` (the reqwest client: retries, timeouts, body reading), `request.rs` (the
+//! request body), `wire.rs` (answer DTOs), `answer.rs` (whole and error bodies), `frame.rs`
+//! (SSE framing), `assemble.rs` (chunks → events state machine), `sse.rs` (the glue from bytes
+//! to events), `retry.rs` (retry decisions and backoff).
 
 mod answer;
 mod assemble;
+pub mod frame;
 pub mod openai;
 mod request;
 pub mod retry;

@@ -18,7 +18,7 @@ use super::{
     answer::{error_message, parse_completion},
     request::ChatBody,
     retry::{self, RetryPolicy},
-    sse::{self, BodyError},
+    sse,
 };
 use crate::config::UpstreamConfig;
 
@@ -83,7 +83,7 @@ impl OpenAiClient {
         request: &CompletionRequest,
         stream: bool,
     ) -> Result<(reqwest::Response, Instant), LlmError> {
-        let deadline = Instant::now() + self.timeouts.total;
+        let deadline = from_now(self.timeouts.total);
         let url = format!(
             "{}/chat/completions",
             endpoint.base_url.trim_end_matches('/')
@@ -121,7 +121,7 @@ impl OpenAiClient {
                 return Err(error);
             }
             let delay = self.retry.delay(retries, retry_after);
-            if Instant::now() + delay >= deadline {
+            if from_now(delay) >= deadline {
                 return Err(error);
             }
             tracing::warn!(%error, retry = retries + 1, ?delay, "upstream call failed; retrying");
@@ -137,7 +137,7 @@ impl OpenAiClient {
         phase: &'static str,
         after: Duration,
     ) -> (Instant, LlmError) {
-        let at = Instant::now() + after;
+        let at = from_now(after);
         if at < deadline {
             (at, LlmError::Timeout { phase, after })
         } else {
@@ -282,7 +282,7 @@ async fn next_chunk(
     deadline: Instant,
     timeouts: Timeouts,
 ) -> Result<Option<Bytes>, LlmError> {
-    let idle_at = Instant::now() + timeouts.idle;
+    let idle_at = from_now(timeouts.idle);
     let (limit, timeout) = if idle_at < deadline {
         let after = timeouts.idle;
         (
@@ -317,15 +317,22 @@ fn body_stream(
     response: reqwest::Response,
     deadline: Instant,
     timeouts: Timeouts,
-) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
+) -> impl Stream<Item = Result<Bytes, LlmError>> + Send + 'static {
     futures::stream::unfold(Some(response), move |response| async move {
         let mut response = response?;
         match next_chunk(&mut response, deadline, timeouts).await {
             Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
             Ok(None) => None,
-            Err(e) => Some((Err(BodyError(e)), None)),
+            Err(e) => Some((Err(e), None)),
         }
     })
+}
+
+/// `now + d`, saturating at about thirty years for huge durations instead of panicking.
+fn from_now(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
 }
 
 /// An error and its sources, joined with `: ` (reqwest's own message alone is terse).

@@ -1,76 +1,62 @@
 //! Incremental decoding of a `chat.completion.chunk` SSE body into [`LlmEvent`]s.
 //!
-//! The raw SSE framing (lines split across reads, CR/LF/CRLF, multi-line `data:`, comments,
-//! a UTF-8 character split across reads) is `sse-stream`'s; each event's data then goes through
-//! the pure [`Assembler`]. The byte stream's own failures (idle or total timeout, a broken
-//! connection) travel through the framing as [`BodyError`] and come out unchanged.
-
-use std::fmt;
+//! Glues the body's byte stream, the SSE framing ([`FrameDecoder`]) and the pure chunk
+//! [`Assembler`]. The byte stream's own failures (idle or total timeout, a broken connection)
+//! come out unchanged; an `error:` field line (llama.cpp) becomes [`LlmError::Stream`].
 
 use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
-use sse_stream::SseStream;
 
 use super::{
     LlmError, LlmEvent,
+    answer::error_message,
     assemble::{Assembler, Step},
+    frame::{Frame, FrameDecoder},
 };
-
-/// A failure of the body's byte stream, carried through the SSE framing.
-#[derive(Debug)]
-pub struct BodyError(pub LlmError);
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for BodyError {}
 
 /// The events of one streamed answer: `Content` as it arrives, then one `Done` (or one error).
 /// The stream ends after `Done` or an error; dropping it drops `bytes`.
 pub fn decode<S>(bytes: S) -> impl Stream<Item = Result<LlmEvent, LlmError>> + Send
 where
-    S: Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, LlmError>> + Send + 'static,
 {
-    let sse = SseStream::from_bytes_stream(bytes);
-    let state = Some((Box::pin(sse), Assembler::new()));
+    let state = Some((Box::pin(bytes), FrameDecoder::new(), Assembler::new()));
     futures::stream::unfold(state, |state| async move {
-        let (mut sse, mut asm) = state?;
+        let (mut bytes, mut frames, mut asm) = state?;
         loop {
-            match sse.next().await {
-                Some(Ok(event)) => {
-                    let Some(data) = event.data else { continue };
-                    match asm.push(&data) {
-                        Ok(Step::Nothing) => {}
-                        Ok(Step::Content(text)) => {
-                            return Some((Ok(LlmEvent::Content(text)), Some((sse, asm))));
-                        }
-                        Ok(Step::Done) => {
-                            // Read the body's end if it is already here, so the connection
-                            // goes back to the pool; never wait for it.
-                            let _ = sse.next().now_or_never();
-                            return Some((asm.finish(true).map(LlmEvent::Done), None));
-                        }
-                        Err(e) => return Some((Err(e), None)),
-                    }
+            let data = match frames.next_frame() {
+                Ok(Some(Frame::Data(data))) => data,
+                Ok(Some(Frame::Error(value))) => {
+                    return Some((
+                        Err(LlmError::Stream(error_message(value.as_bytes()).0)),
+                        None,
+                    ));
                 }
-                Some(Err(e)) => return Some((Err(framing_error(e)), None)),
-                None => return Some((asm.finish(false).map(LlmEvent::Done), None)),
+                Err(message) => return Some((Err(LlmError::BadResponse(message.into())), None)),
+                Ok(None) => match bytes.next().await {
+                    Some(Ok(chunk)) => {
+                        frames.push(&chunk);
+                        continue;
+                    }
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    None => return Some((asm.finish(false).map(LlmEvent::Done), None)),
+                },
+            };
+            match asm.push(&data) {
+                Ok(Step::Nothing) => {}
+                Ok(Step::Content(text)) => {
+                    return Some((Ok(LlmEvent::Content(text)), Some((bytes, frames, asm))));
+                }
+                Ok(Step::Done) => {
+                    // Read the body's end if it is already here, so the connection goes back
+                    // to the pool; never wait for it.
+                    let _ = bytes.next().now_or_never();
+                    return Some((asm.finish(true).map(LlmEvent::Done), None));
+                }
+                Err(e) => return Some((Err(e), None)),
             }
         }
     })
-}
-
-fn framing_error(e: sse_stream::Error) -> LlmError {
-    match e {
-        sse_stream::Error::Body(inner) => match inner.downcast::<BodyError>() {
-            Ok(body) => body.0,
-            Err(other) => LlmError::Stream(other.to_string()),
-        },
-        other => LlmError::BadResponse(format!("invalid event stream: {other}")),
-    }
 }
 
 #[cfg(test)]
@@ -206,13 +192,22 @@ mod tests {
     }
 
     #[test]
+    fn llama_cpp_error_field_is_a_stream_error() {
+        let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\nerror: {\"code\":400,\"message\":\"the request exceeds the context size\",\"type\":\"exceed_context_size_error\"}\n\n";
+        let events = collect(vec![body.as_bytes().to_vec()]);
+        assert!(
+            matches!(&events[..], [Ok(LlmEvent::Content(_)), Err(LlmError::Stream(m))] if m == "the request exceeds the context size")
+        );
+    }
+
+    #[test]
     fn byte_stream_errors_come_out_unchanged() {
         let bytes = futures::stream::iter(vec![
             Ok(Bytes::from_static(b"data: {\"choices\":[]}\n\n")),
-            Err(BodyError(LlmError::Timeout {
+            Err(LlmError::Timeout {
                 phase: "idle",
                 after: Duration::from_secs(1),
-            })),
+            }),
         ]);
         let events: Vec<_> = futures::executor::block_on(decode(bytes).collect());
         assert!(matches!(
