@@ -86,7 +86,7 @@ pub struct ServerState {
     pub name: String,
     /// `stdio`, `streamable_http`, `sse` or `http`.
     pub transport: &'static str,
-    /// `starting`, `ready`, `failed`, `restarting` or `disabled`.
+    /// `starting`, `ready`, `failed`, `restarting`, `disabled` or `stopped` (after shutdown).
     pub state: &'static str,
     pub error: Option<String>,
     pub restarts: u32,

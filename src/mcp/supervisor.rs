@@ -88,6 +88,15 @@ impl Slot {
 
 /// Runs one server until `stop` is cancelled; then stops its connection (and child).
 pub async fn run(shared: Arc<Shared>, slot: Arc<Slot>, stop: CancellationToken) {
+    supervise(&shared, &slot, &stop).await;
+    slot.update(|s| {
+        s.state = "stopped";
+        s.peer = None;
+        s.pid = None;
+    });
+}
+
+async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationToken) {
     let name = slot.config.name.clone();
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -130,7 +139,7 @@ pub async fn run(shared: Arc<Shared>, slot: Arc<Slot>, stop: CancellationToken) 
                 shared.rebuild_index();
                 shared.first_attempt_finished();
                 let up_since = Instant::now();
-                let reason = serve(&slot, &shared, conn, &list_changed, &stop).await;
+                let reason = serve(slot, shared, conn, &list_changed, stop).await;
                 let Some(reason) = reason else { return };
                 tracing::warn!(server = %name, "MCP server lost: {reason}");
                 if up_since.elapsed() >= STABLE_AFTER {
@@ -173,9 +182,11 @@ async fn serve(
     let peer = service.peer().clone();
     let cancel_service = service.cancellation_token();
     let mut waiting = Box::pin(service.waiting());
+    let mut service_ended = false;
     let reason = loop {
         tokio::select! {
             r = &mut waiting => {
+                service_ended = true;
                 // The transport closed; for a child, wait briefly for its exit status.
                 let mut why = format!("the connection closed ({})", match r {
                     Ok(q) => format!("{q:?}"),
@@ -219,7 +230,9 @@ async fn serve(
     });
     shared.rebuild_index();
     cancel_service.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    if !service_ended {
+        let _ = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    }
     if let Some(child) = child {
         child.stop().await;
     }

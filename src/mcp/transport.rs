@@ -82,11 +82,21 @@ pub async fn connect(
             env,
             cwd,
         } => {
-            let (io, child) = spawn_stdio(&config.name, command, args, env, cwd.as_deref())?;
-            let service = handler
-                .serve(io)
-                .await
-                .map_err(|e| McpError::Connect(format!("initialisation failed: {e}")))?;
+            let (io, mut child) = spawn_stdio(&config.name, command, args, env, cwd.as_deref())?;
+            let service = match handler.serve(io).await {
+                Ok(service) => service,
+                Err(e) => {
+                    // Say how the child ended (with its last stderr line) when it did.
+                    let exit = tokio::time::timeout(Duration::from_secs(1), child.exited())
+                        .await
+                        .map(|why| format!("; {why}"))
+                        .unwrap_or_default();
+                    child.stop().await;
+                    return Err(McpError::Connect(format!(
+                        "initialisation failed: {e}{exit}"
+                    )));
+                }
+            };
             Ok(Connection {
                 service,
                 child: Some(child),
