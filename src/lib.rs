@@ -1,12 +1,13 @@
 //! mcp-chat: an LLM and the tools of many MCP servers behind one API.
 //!
-//! Code map (see `ARCHITECTURE` in the design notes for the invariants):
-//! - [`config`]: layered configuration and `servers_config.json`.
-//! - [`server`]: wires the two listeners (HTTP and gRPC), readiness and graceful shutdown.
-//! - [`grpc`]: the tonic `ChatService`, the one API contract.
-//! - [`http`]: the axum gateway, wire-format translation onto the gRPC service.
-//! - [`telemetry`]: logging.
-//! - [`pb`]: the generated proto types.
+//! Code map (the invariants are in the design notes' ARCHITECTURE):
+//! - `config`: layered configuration and `servers_config.json`.
+//! - `server`: wires the two listeners (HTTP and gRPC), readiness and graceful shutdown.
+//! - `grpc`: the tonic `ChatService`, the one API contract.
+//! - `http`: the axum gateway, wire-format translation onto the gRPC service.
+//! - `agent`: the tool-calling loop over `llm` (upstream client) and `mcp` (the hub).
+//! - `auth`, `readiness`, `telemetry`: client keys, `/readyz`, logging.
+//! - `pb`: the generated proto types.
 #![cfg_attr(
     test,
     allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)

@@ -238,10 +238,8 @@ impl<'a> Turn<'a> {
             .messages
             .first()
             .is_some_and(|m| m.role == Role::System);
-        if !has_system {
-            if let Some(prompt) = &self.inner.settings.system_prompt {
-                messages.push(Message::new(Role::System, prompt.clone()));
-            }
+        if !has_system && let Some(prompt) = &self.inner.settings.system_prompt {
+            messages.push(Message::new(Role::System, prompt.clone()));
         }
         messages.extend(self.request.messages.iter().cloned());
 
@@ -414,10 +412,10 @@ impl<'a> Turn<'a> {
     }
 
     async fn emit(&self, event: AgentEvent) {
-        if let Some(tx) = self.events {
-            if tx.send(Ok(event)).await.is_err() {
-                self.cancel.cancel();
-            }
+        if let Some(tx) = self.events
+            && tx.send(Ok(event)).await.is_err()
+        {
+            self.cancel.cancel();
         }
     }
 

@@ -1,4 +1,5 @@
 //! Loader tests: layering order, seed variable names, and the message of each error.
+#![allow(clippy::result_large_err)]
 
 use std::path::PathBuf;
 

@@ -93,15 +93,15 @@ pub(super) fn resolve_and_check(
         if let Some(url) = &m.base_url {
             check_http_url(url).unwrap_or_else(|e| bad(&format!("{key}.base_url"), e));
         }
-        if m.api_key.is_none() {
-            if let Some(var) = &m.api_key_env {
-                match lookup(var) {
-                    Some(v) => m.api_key = Some(Secret::new(v)),
-                    None => bad(
-                        &format!("{key}.api_key_env"),
-                        format!("the environment variable {var} is not set"),
-                    ),
-                }
+        if m.api_key.is_none()
+            && let Some(var) = &m.api_key_env
+        {
+            match lookup(var) {
+                Some(v) => m.api_key = Some(Secret::new(v)),
+                None => bad(
+                    &format!("{key}.api_key_env"),
+                    format!("the environment variable {var} is not set"),
+                ),
             }
         }
         if let Some(t) = m.params.temperature.filter(|t| !(0.0..=2.0).contains(t)) {

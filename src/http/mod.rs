@@ -104,10 +104,10 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 pub(crate) fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     for name in ["authorization", "x-request-id", "traceparent", "tracestate"] {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            if let Ok(v) = value.parse() {
-                request.metadata_mut().insert(name, v);
-            }
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
+            && let Ok(v) = value.parse()
+        {
+            request.metadata_mut().insert(name, v);
         }
     }
     request
