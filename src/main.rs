@@ -1,5 +1,7 @@
 //! The `mcp-chat` binary: parses the command line and hands over to the library.
 
+mod cli;
+
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +32,16 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the configuration and print the effective values, secrets redacted.
     CheckConfig(ConfigArgs),
+    /// List the MCP servers and their tools, or call one tool (`tools call SERVER TOOL ARGS`).
+    Tools(ToolsCmd),
+}
+
+#[derive(Args, Clone)]
+struct ToolsCmd {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    tools: cli::tools::ToolsArgs,
 }
 
 #[derive(Args, Clone, Default)]
@@ -81,6 +93,7 @@ fn main() -> ExitCode {
             ..ServeArgs::default()
         }),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Tools(args)) => tools(args),
         None => serve(cli.serve),
     }
 }
@@ -100,6 +113,26 @@ fn check_config(args: ServeArgs) -> ExitCode {
             let _ = std::io::Write::write_all(&mut out, text.as_bytes());
             ExitCode::SUCCESS
         }
+        Err(code) => code,
+    }
+}
+
+fn tools(args: ToolsCmd) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    if let Some(url) = &args.tools.url {
+        let servers = cli::tools::url_servers(url, &args.tools.transport);
+        return cli::tools::run(&args.tools, &config::McpConfig::default(), &servers);
+    }
+    match load(&ServeArgs {
+        config: args.config,
+        ..ServeArgs::default()
+    }) {
+        Ok(config) => cli::tools::run(&args.tools, &config.mcp, &config.servers),
         Err(code) => code,
     }
 }

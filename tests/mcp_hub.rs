@@ -452,3 +452,76 @@ async fn everything_server_from_npm_in_all_three_modes() {
     }
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lists_servers_and_calls_a_tool() {
+    let bin = env!("CARGO_BIN_EXE_mcp-chat");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("servers.json");
+    let servers = json!({"mcpServers": {
+        "fix": {"command": fixture(), "args": ["--name", "cli"]},
+        "ghost": {"command": "/nonexistent/mcp-ghost-server"}
+    }});
+    std::fs::write(&config, servers.to_string()).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bin)
+            .current_dir(dir.path())
+            .arg("tools")
+            .arg("--servers-config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--json"]);
+    assert_eq!(out.status.code(), Some(1), "a server is down");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["servers"][0]["state"], "ready");
+    assert!(
+        doc["servers"][0]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "echo")
+    );
+    assert_eq!(doc["servers"][1]["state"], "failed");
+    assert!(
+        doc["servers"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start")
+    );
+
+    let out = run(&[]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("SERVER") && table.contains("ghost") && table.contains("echo"),
+        "{table}"
+    );
+
+    let out = run(&["call", "fix", "echo", r#"{"text": "from cli"}"#]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[cli] from cli"
+    );
+    assert!(out.status.success());
+
+    let (_server, url) = fixture_http();
+    let out = Command::new(bin)
+        .args([
+            "tools",
+            "--url",
+            &url,
+            "call",
+            "remote",
+            "add",
+            r#"{"a": 1, "b": 2}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"sum\":3"),
+        "{out:?}"
+    );
+}

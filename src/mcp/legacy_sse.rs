@@ -60,13 +60,15 @@ impl LegacySseTransport {
             first_failure: Some(fail_tx),
         }));
         tokio::select! {
-            r = endpoint.wait_for(Option::is_some) => {
-                r.map_err(|_| McpError::Connect("the SSE stream ended before an endpoint event".into()))?;
-            }
+            // A failure wins over the closed endpoint channel it also causes.
+            biased;
             r = fail_rx => {
                 let msg = r.unwrap_or_else(|_| "the SSE reader stopped".into());
                 stop.cancel();
                 return Err(McpError::Connect(msg));
+            }
+            r = endpoint.wait_for(Option::is_some) => {
+                r.map_err(|_| McpError::Connect("the SSE stream ended before an endpoint event".into()))?;
             }
         }
         Ok(Self {

@@ -1,0 +1,4 @@
+//! Command-line clients of the library that are not the service itself:
+//! `tools` (list the MCP servers and their tools, or call one tool).
+
+pub mod tools;
