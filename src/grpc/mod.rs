@@ -61,7 +61,7 @@ impl ChatApi {
 
 /// The client's `grpc-timeout`, less a margin so our own deadline answer (DEADLINE_EXCEEDED,
 /// tools cancelled) goes out before tonic's timer drops the call.
-fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+fn deadline(metadata: &MetadataMap) -> Option<(Instant, Duration)> {
     let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
@@ -75,7 +75,7 @@ fn deadline(metadata: &MetadataMap) -> Option<Instant> {
         _ => return None,
     };
     let margin = (timeout / 20).min(Duration::from_millis(50));
-    Some(Instant::now() + timeout - margin)
+    Some((Instant::now() + timeout - margin, margin / 2))
 }
 
 #[tonic::async_trait]
@@ -88,15 +88,18 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let deadline = deadline(request.metadata());
         let request = convert::agent_request(request.into_inner(), false)?;
         let cancel = CancellationToken::new();
-        // Dropped by the caller (client gone, gateway disconnect): cancel the work.
-        let _guard = cancel.clone().drop_guard();
         let run = self.inner.agent.chat(request, cancel.clone());
+        tokio::pin!(run);
+        // Dropped by the caller (client gone, tonic's own timer): cancel the work.
+        let _guard = cancel.clone().drop_guard();
         let response = match deadline {
             None => run.await?,
-            Some(at) => match tokio::time::timeout_at(at.into(), run).await {
-                Ok(result) => result?,
-                Err(_) => {
+            Some((at, margin)) => tokio::select! {
+                result = &mut run => result?,
+                () = tokio::time::sleep_until(at.into()) => {
+                    // Cancel first and let the turn tell its tools, within the margin.
                     cancel.cancel();
+                    let _ = tokio::time::timeout(margin, &mut run).await;
                     return Err(CoreError::DeadlineExceeded.into());
                 }
             },
@@ -115,6 +118,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let request = convert::agent_request(request.into_inner(), false)?;
         let cancel = CancellationToken::new();
         let rx = self.inner.agent.stream(request, cancel.clone())?;
+        let deadline = deadline.map(|(at, _)| at);
         Ok(Response::new(Box::pin(event_stream(
             rx, cancel, deadline, None,
         ))))

@@ -119,6 +119,35 @@ async fn wait_for_peer(
     }
 }
 
+/// Sends `notifications/cancelled` for a request whose caller went away before it ended.
+struct CancelOnDrop {
+    peer: Option<Peer<RoleClient>>,
+    id: Option<rmcp::model::RequestId>,
+}
+
+impl CancelOnDrop {
+    fn disarm(&mut self) {
+        self.peer = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let (Some(peer), Some(id)) = (self.peer.take(), self.id.take()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let param =
+                    CancelledNotificationParam::new(Some(id), Some("the caller went away".into()));
+                if let Err(e) = peer.notify_cancelled(param).await {
+                    tracing::debug!("could not send notifications/cancelled: {e}");
+                }
+            });
+        }
+    }
+}
+
 async fn call_once(
     shared: &Shared,
     peer: &Peer<RoleClient>,
@@ -139,9 +168,15 @@ async fn call_once(
         .await
         .map_err(|e| Failure::Retry(format!("could not send the request: {e}")))?;
     let id = handle.id.clone();
+    // A caller that is dropped mid-call (client gone, deadline) cancels it too.
+    let mut on_drop = CancelOnDrop {
+        peer: Some(peer.clone()),
+        id: Some(id.clone()),
+    };
     let response = tokio::select! {
         r = handle.await_response() => r,
         () = cancel.cancelled() => {
+            on_drop.disarm();
             let param = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
             if let Err(e) = peer.notify_cancelled(param).await {
                 tracing::debug!("could not send notifications/cancelled: {e}");
@@ -149,6 +184,7 @@ async fn call_once(
             return Err(Failure::Fail("the call was cancelled".into()));
         }
     };
+    on_drop.disarm();
     match response {
         Ok(ServerResult::CallToolResult(r)) => serde_json::to_value(r)
             .map_err(|e| Failure::Fail(format!("cannot read the result: {e}"))),

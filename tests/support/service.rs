@@ -131,3 +131,25 @@ impl Drop for Service {
         }
     }
 }
+
+/// The fixture MCP server binary (built by `cargo test --all-targets` as an example).
+pub fn fixture_path() -> PathBuf {
+    // target/<profile>/deps/<test binary> → target/<profile>/examples/fixture-mcp-server
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join("examples/fixture-mcp-server");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --example fixture-mcp-server` (cargo test --all-targets builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A temp dir whose `servers_config.json` runs the fixture over stdio as server `fx`.
+pub fn dir_with_fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({"mcpServers": {"fx": {"command": fixture_path()}}});
+    std::fs::write(dir.path().join("servers_config.json"), config.to_string()).unwrap();
+    dir
+}

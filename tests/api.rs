@@ -1,0 +1,527 @@
+//! End to end through both APIs: the real binary, a scripted fake upstream, and our fixture
+//! MCP server over stdio. gRPC with a real tonic client; HTTP with reqwest (the official
+//! OpenAI SDK is exercised in `openai_sdk.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/service.rs"]
+mod service;
+#[path = "support/upstream.rs"]
+mod upstream;
+
+use std::time::{Duration, Instant};
+
+use mcp_chat::pb::{self, chat_event::Event, chat_service_client::ChatServiceClient};
+use serde_json::{Value, json};
+use service::{Service, dir_with_fixture};
+use tonic::{Code, transport::Channel};
+use tonic_types::StatusExt;
+use upstream::{Answer, FakeUpstream, Reply};
+
+async fn start(fake: &FakeUpstream, env: &[(&str, &str)]) -> Service {
+    let mut all = vec![
+        ("OPENAI_BASE_URL", fake.base_url.as_str()),
+        ("DEFAULT_MODEL", "test-model"),
+    ];
+    all.extend_from_slice(env);
+    Service::start_in(dir_with_fixture(), &all, &[]).await
+}
+
+async fn grpc(svc: &Service) -> ChatServiceClient<Channel> {
+    ChatServiceClient::connect(svc.grpc()).await.unwrap()
+}
+
+fn user(text: &str) -> pb::ChatRequest {
+    pb::ChatRequest {
+        messages: vec![pb::Message {
+            role: pb::Role::User.into(),
+            content: text.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn add_call(id: &str) -> Reply {
+    Reply::answer(
+        Answer::text(&[])
+            .tool_call(id, "add", &["{\"a\": 2", ", \"b\": 3}"])
+            .usage(20, 5),
+    )
+}
+
+#[tokio::test]
+async fn grpc_chat_runs_a_tool_call_and_sums_usage() {
+    let fake = FakeUpstream::with([
+        add_call("call_1"),
+        Reply::answer(Answer::text(&["The sum ", "is 5."]).usage(30, 4)),
+    ])
+    .await;
+    let svc = start(&fake, &[]).await;
+    let response = grpc(&svc)
+        .await
+        .chat(user("What is 2+3?"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(response.message.as_ref().unwrap().content, "The sum is 5.");
+    assert_eq!(response.finish_reason(), pb::FinishReason::Stop);
+    assert_eq!(response.model, "test-model");
+    assert!(response.id.starts_with("chatcmpl-"));
+    let usage = response.usage.unwrap();
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.total_tokens
+        ),
+        (50, 9, 59)
+    );
+    let call = &response.tool_calls[0];
+    assert_eq!(
+        (
+            call.id.as_str(),
+            call.name.as_str(),
+            call.server.as_str(),
+            call.ok
+        ),
+        ("call_1", "add", "fx", true)
+    );
+    assert!(call.result.contains('5'), "{call:?}");
+
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 2);
+    let tools: Vec<&str> = seen[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"add") && tools.contains(&"echo"),
+        "{tools:?}"
+    );
+    let messages = seen[1].body["messages"].as_array().unwrap();
+    let last = messages.last().unwrap();
+    assert_eq!(
+        (last["role"].as_str(), last["tool_call_id"].as_str()),
+        (Some("tool"), Some("call_1"))
+    );
+    assert_eq!(
+        messages[messages.len() - 2]["tool_calls"][0]["function"]["arguments"],
+        "{\"a\": 2, \"b\": 3}"
+    );
+}
+
+#[tokio::test]
+async fn grpc_stream_delivers_events_in_order_across_two_tool_iterations() {
+    let fake = FakeUpstream::with([
+        Reply::answer(Answer::text(&["Let me add. "]).tool_call(
+            "c1",
+            "add",
+            &["{\"a\":", "1,\"b\":1}"],
+        )),
+        Reply::answer(Answer::text(&[]).tool_call("c2", "echo", &["{\"text\":", "\"héllo\"}"])),
+        Reply::answer(Answer::text(&["Done: ", "2 and ", "héllo"])),
+    ])
+    .await;
+    let svc = start(&fake, &[]).await;
+    let mut stream = grpc(&svc)
+        .await
+        .stream_chat(user("go"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    let mut text = String::new();
+    let mut last = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        let event = event.event.unwrap();
+        kinds.push(match &event {
+            Event::Start(_) => "start",
+            Event::Content(c) => {
+                text.push_str(&c.text);
+                "content"
+            }
+            Event::ToolCallStarted(_) => "started",
+            Event::ToolCallFinished(f) => {
+                assert!(f.ok, "{f:?}");
+                "finished"
+            }
+            Event::Usage(_) => "usage",
+            Event::Response(_) => "response",
+            Event::ClientToolCall(_) => "client",
+        });
+        last = Some(event);
+    }
+    assert_eq!(
+        kinds,
+        [
+            "start", "content", "started", "finished", "started", "finished", "content", "content",
+            "content", "usage", "response"
+        ]
+    );
+    assert_eq!(text, "Let me add. Done: 2 and héllo");
+    let Some(Event::Response(r)) = last else {
+        panic!()
+    };
+    assert_eq!(r.tool_calls.len(), 2);
+    assert!(
+        r.tool_calls[1].result.contains("héllo"),
+        "{:?}",
+        r.tool_calls[1]
+    );
+    assert_eq!(fake.requests().len(), 3);
+    assert_eq!(
+        fake.requests()[0].body["stream_options"]["include_usage"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn upstream_503_twice_then_200_recovers() {
+    let fake = FakeUpstream::with([
+        Reply::error(503, "overloaded"),
+        Reply::error(503, "overloaded"),
+        Reply::text(&["fine"]),
+    ])
+    .await;
+    let svc = start(&fake, &[]).await;
+    let r = grpc(&svc).await.chat(user("x")).await.unwrap().into_inner();
+    assert_eq!(r.message.unwrap().content, "fine");
+    assert_eq!(fake.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_their_class_over_grpc_and_http() {
+    let fake = FakeUpstream::with([
+        Reply::error(400, "messages: too long for this model"),
+        Reply::raw(200, "application/json", "{\"choices\": [ this is not json"),
+        Reply::error(400, "messages: too long for this model"),
+        Reply::raw(200, "application/json", "{\"choices\": [ this is not json"),
+    ])
+    .await;
+    let svc = start(&fake, &[("MCP_CHAT_UPSTREAM_MAX_RETRIES", "0")]).await;
+    let mut client = grpc(&svc).await;
+    let e = client.chat(user("x")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("too long for this model"), "{e:?}");
+    let e = client.chat(user("x")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert_eq!(e.get_details_error_info().unwrap().reason, "bad_gateway");
+
+    let http = reqwest::Client::new();
+    let body = json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]});
+    let r = http
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("too long"),
+        "{v}"
+    );
+    let r = http
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_gateway", "{v}");
+}
+
+#[tokio::test]
+async fn a_client_that_drops_the_stream_closes_the_upstream_connection() {
+    let slow =
+        Reply::text(&["a", "b", "c", "d", "e", "f", "g", "h"]).delay(Duration::from_millis(300));
+    let fake = FakeUpstream::with([slow.clone(), slow]).await;
+    let svc = start(&fake, &[]).await;
+
+    // gRPC: read one content event, then drop the stream.
+    let mut stream = grpc(&svc)
+        .await
+        .stream_chat(user("x"))
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        if let Some(Event::Content(_)) = stream.message().await.unwrap().unwrap().event {
+            break;
+        }
+    }
+    drop(stream);
+    assert!(
+        fake.wait_dropped(1, Duration::from_secs(1)).await,
+        "upstream still read after the gRPC client left"
+    );
+
+    // HTTP SSE: read the first bytes, then drop the response.
+    let body = json!({"messages": [{"role": "user", "content": "x"}], "stream": true});
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.chunk().await.unwrap().unwrap();
+    drop(r);
+    assert!(
+        fake.wait_dropped(2, Duration::from_secs(1)).await,
+        "upstream still read after the HTTP client left"
+    );
+}
+
+#[tokio::test]
+async fn list_tools_shows_the_fixture_server() {
+    let fake = FakeUpstream::start().await;
+    let svc = start(&fake, &[]).await;
+    let tools = grpc(&svc)
+        .await
+        .list_tools(pb::ListToolsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let server = tools.servers.iter().find(|s| s.name == "fx").unwrap();
+    assert_eq!(
+        (server.state.as_str(), server.transport.as_str()),
+        ("ready", "stdio")
+    );
+    let echo = tools.tools.iter().find(|t| t.name == "echo").unwrap();
+    assert_eq!(echo.server, "fx");
+    assert!(
+        echo.input_schema
+            .as_ref()
+            .unwrap()
+            .fields
+            .contains_key("properties")
+    );
+    let ready: Value = reqwest::get(format!("{}/readyz", svc.http()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["components"]["mcp:fx"]["up"], true, "{ready}");
+}
+
+#[tokio::test]
+async fn validation_errors_name_their_field_before_any_upstream_call() {
+    let fake = FakeUpstream::start().await;
+    let svc = start(&fake, &[]).await;
+    let mut client = grpc(&svc).await;
+    let mut cases = Vec::new();
+    cases.push((pb::ChatRequest::default(), "messages"));
+    let mut r = user("x");
+    r.messages.push(pb::Message {
+        role: 9,
+        content: "y".into(),
+        ..Default::default()
+    });
+    cases.push((r, "messages[1].role"));
+    let mut r = user("x");
+    r.messages.push(pb::Message {
+        role: pb::Role::Tool.into(),
+        content: "y".into(),
+        ..Default::default()
+    });
+    cases.push((r, "messages[1].tool_call_id"));
+    let mut r = user("x");
+    r.params = Some(pb::GenerationParams {
+        temperature: Some(3.0),
+        ..Default::default()
+    });
+    cases.push((r, "params.temperature"));
+    let mut r = user("x");
+    r.params = Some(pb::GenerationParams {
+        max_tokens: Some(0),
+        ..Default::default()
+    });
+    cases.push((r, "params.max_tokens"));
+    for (request, field) in cases {
+        let e = client.chat(request).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+        let violations = e.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, field);
+    }
+    let mut r = user("x");
+    r.model = "no-such-model".into();
+    let e = client.chat(r).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("no-such-model"));
+    assert_eq!(fake.request_count(), 0, "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn api_keys_are_required_on_both_apis_when_set() {
+    let fake = FakeUpstream::with([Reply::text(&["ok"]), Reply::text(&["ok"])]).await;
+    let svc = start(&fake, &[("API_KEYS", "k1,k2")]).await;
+    let mut client = grpc(&svc).await;
+    let e = client
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let mut request = tonic::Request::new(user("x"));
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer k2".parse().unwrap());
+    assert_eq!(
+        client
+            .chat(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap()
+            .content,
+        "ok"
+    );
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/models", svc.http());
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth("k1")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Health stays open.
+    assert_eq!(
+        http.get(format!("{}/readyz", svc.http()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let channel = tonic::transport::Endpoint::from_shared(svc.grpc())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_deadline_shorter_than_a_slow_tool_is_deadline_exceeded_and_cancels_the_tool() {
+    let fake = FakeUpstream::with([
+        Reply::answer(Answer::text(&[]).tool_call("c1", "slow", &["{\"ms\": 20000}"])),
+        Reply::answer(Answer::text(&[]).tool_call("c2", "cancellations", &["{}"])),
+        Reply::text(&["counted"]),
+    ])
+    .await;
+    let svc = start(&fake, &[]).await;
+    let mut client = grpc(&svc).await;
+    let mut request = tonic::Request::new(user("slow please"));
+    request.set_timeout(Duration::from_millis(800));
+    let started = Instant::now();
+    let e = client.chat(request).await.unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // The fixture counts cancelled `slow` calls; ask it through the agent.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client
+        .chat(user("how many cancelled?"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.tool_calls[0].name, "cancellations");
+    assert_eq!(r.tool_calls[0].result.trim(), "1", "{:?}", r.tool_calls[0]);
+}
+
+#[tokio::test]
+async fn without_an_api_key_a_chat_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_in(dir, &[], &[]).await;
+    let e = grpc(&svc).await.chat(user("hello")).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("OPENAI_API_KEY"), "{e:?}");
+    let body =
+        json!({"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hello"}]});
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-should-retry"], "false");
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OPENAI_API_KEY"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_in_flight_request_finish_then_exits_zero() {
+    let fake = FakeUpstream::with([
+        Reply::text(&["slow ", "but ", "whole"]).delay(Duration::from_millis(400))
+    ])
+    .await;
+    let mut svc = start(&fake, &[]).await;
+    let url = format!("{}/v1/chat/completions", svc.http());
+    let request = tokio::spawn(async move {
+        let body = json!({"messages": [{"role": "user", "content": "x"}]});
+        reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    // Wait until the request reached the upstream, then ask the service to stop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fake.request_count() == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    svc.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // New connections are refused while the old request drains.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", svc.http_port))
+            .await
+            .is_err(),
+        "still accepting"
+    );
+    let answer = request.await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "slow but whole");
+    let status = svc.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+}
