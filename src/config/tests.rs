@@ -305,3 +305,20 @@ fn secrets_never_print() {
         Ok(())
     });
 }
+
+#[test]
+fn the_readme_documents_every_variable_and_key() {
+    let readme = include_str!("../../README.md");
+    for var in ENV_VARS {
+        assert!(
+            readme.contains(&format!("`{}`", var.name)),
+            "README.md lacks {}",
+            var.name
+        );
+        assert!(
+            readme.contains(&format!("`{}`", var.key)),
+            "README.md lacks {}",
+            var.key
+        );
+    }
+}

@@ -153,3 +153,28 @@ pub fn dir_with_fixture() -> tempfile::TempDir {
     std::fs::write(dir.path().join("servers_config.json"), config.to_string()).unwrap();
     dir
 }
+
+/// Where the test script installs external programs (`MCP_CHAT_TEST_DEPS`).
+pub fn deps_dir() -> PathBuf {
+    std::env::var_os("MCP_CHAT_TEST_DEPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-deps"))
+}
+
+/// An installed external program, or `None` with the reason printed (a panic when
+/// `MCP_CHAT_E2E_REQUIRED=1`, as in the test script and CI).
+pub fn external(path: PathBuf) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let reason = format!(
+        "{} is missing: run scripts/test, which installs it",
+        path.display()
+    );
+    assert!(
+        std::env::var("MCP_CHAT_E2E_REQUIRED").as_deref() != Ok("1"),
+        "{reason}"
+    );
+    eprintln!("skipping: {reason}");
+    None
+}

@@ -1,0 +1,143 @@
+//! Non-Rust clients against the real service: the official `openai` Python SDK (every
+//! feature the SDKs rely on, and its exception classes), and a Python `grpcio` client built
+//! from server reflection alone. The Python packages come from the test script's venv.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/service.rs"]
+mod service;
+#[path = "support/upstream.rs"]
+mod upstream;
+
+use std::path::Path;
+
+use service::{Service, deps_dir, external};
+use upstream::{Answer, FakeUpstream, Reply};
+
+async fn run_python(python: &Path, script: &str, env: &[(&str, String)]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(&script)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{stderr}",
+        script.display()
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_official_openai_sdk_works_end_to_end() {
+    let deps = deps_dir();
+    let (Some(python), Some(sqlite)) = (
+        external(deps.join("venv/bin/python")),
+        external(deps.join("venv/bin/mcp-server-sqlite")),
+    ) else {
+        return;
+    };
+    let text = || Reply::answer(Answer::text(&["Hello", " there"]).usage(12, 2));
+    let sql_call = || {
+        Reply::answer(Answer::text(&[]).tool_call(
+            "call_sql",
+            "read_query",
+            &["{\"query\": ", "\"SELECT 6*7 AS answer\"}"],
+        ))
+    };
+    let sql_answer = || Reply::text(&["The database ", "says 42."]);
+    let fake = FakeUpstream::with([
+        text(),
+        text(),
+        text(),
+        sql_call(),
+        sql_answer(),
+        sql_call(),
+        sql_answer(),
+        Reply::answer(Answer::text(&[]).tool_call(
+            "call_w",
+            "get_weather",
+            &["{\"city\"", ": \"Paris\"}"],
+        )),
+        Reply::text(&["It is 18 C and sunny in Paris."]),
+    ])
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let servers = serde_json::json!({"mcpServers": {"sqlite": {
+        "command": sqlite, "args": ["--db-path", dir.path().join("test.db")]
+    }}});
+    std::fs::write(dir.path().join("servers_config.json"), servers.to_string()).unwrap();
+    let svc = Service::start_in(
+        dir,
+        &[
+            ("OPENAI_BASE_URL", &fake.base_url),
+            ("DEFAULT_MODEL", "test-model"),
+            ("API_KEYS", "test-key"),
+        ],
+        &[],
+    )
+    .await;
+
+    run_python(
+        &python,
+        "openai_sdk_check.py",
+        &[
+            ("MCP_CHAT_URL", svc.http()),
+            ("MCP_CHAT_KEY", "test-key".into()),
+            ("MCP_CHAT_MODEL", "test-model".into()),
+        ],
+    )
+    .await;
+
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 9, "every scripted reply was used");
+    // The sqlite tool really ran: its result went back to the model.
+    let messages = seen[4].body["messages"].as_array().unwrap();
+    let tool = messages.last().unwrap();
+    assert_eq!(tool["role"], "tool");
+    assert!(tool["content"].as_str().unwrap().contains("42"), "{tool}");
+    // The client tool's result came from the SDK's second request.
+    let last = seen[8].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["role"].as_str(), last["content"].as_str()),
+        (Some("tool"), Some("18 C and sunny"))
+    );
+}
+
+#[tokio::test]
+async fn a_python_grpc_client_built_from_reflection_calls_list_models_and_chat() {
+    let Some(python) = external(deps_dir().join("venv/bin/python")) else {
+        return;
+    };
+    let fake = FakeUpstream::with([Reply::text(&["Hello from ", "the fake upstream"])]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_in(
+        dir,
+        &[
+            ("OPENAI_BASE_URL", &fake.base_url),
+            ("DEFAULT_MODEL", "test-model"),
+        ],
+        &[],
+    )
+    .await;
+    run_python(
+        &python,
+        "grpc_reflection_check.py",
+        &[
+            ("MCP_CHAT_GRPC", format!("127.0.0.1:{}", svc.grpc_port)),
+            ("MCP_CHAT_MODEL", "test-model".into()),
+        ],
+    )
+    .await;
+    assert_eq!(fake.request_count(), 1);
+}
