@@ -34,6 +34,8 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// List the MCP servers and their tools, or call one tool (`tools call SERVER TOOL ARGS`).
     Tools(ToolsCmd),
+    /// Chat with a running service from the terminal (interactive, or one-shot with -m).
+    Chat(cli::chat::ChatArgs),
 }
 
 #[derive(Args, Clone)]
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Tools(args)) => tools(args),
+        Some(Command::Chat(args)) => chat(args),
         None => serve(cli.serve),
     }
 }
@@ -134,6 +137,19 @@ fn tools(args: ToolsCmd) -> ExitCode {
     }) {
         Ok(config) => cli::tools::run(&args.tools, &config.mcp, &config.servers),
         Err(code) => code,
+    }
+}
+
+fn chat(args: cli::chat::ChatArgs) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(cli::chat::run(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-chat: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

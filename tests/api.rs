@@ -525,3 +525,43 @@ async fn sigterm_lets_a_slow_in_flight_request_finish_then_exits_zero() {
     let status = svc.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_terminal_client_answers_one_shot_over_grpc_and_http() {
+    let fake = FakeUpstream::with([
+        add_call("c1"),
+        Reply::text(&["It is ", "5."]),
+        add_call("c2"),
+        Reply::text(&["Still ", "5."]),
+    ])
+    .await;
+    let svc = start(&fake, &[]).await;
+    for target in [
+        vec!["--grpc".to_string(), format!("127.0.0.1:{}", svc.grpc_port)],
+        vec!["--url".to_string(), svc.http()],
+    ] {
+        let out = tokio::process::Command::new(service::binary())
+            .arg("chat")
+            .args(&target)
+            .args(["-m", "What is 2+3?"])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{target:?}: {stderr}");
+        assert!(
+            stdout.trim() == "It is 5." || stdout.trim() == "Still 5.",
+            "{target:?}: {stdout:?}"
+        );
+        assert!(stderr.contains("[tool add: ok in"), "{target:?}: {stderr}");
+    }
+    // A service that is not there is a clear error, not a hang.
+    let out = tokio::process::Command::new(service::binary())
+        .args(["chat", "--url", "http://127.0.0.1:9", "-m", "hi"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
