@@ -1,7 +1,7 @@
 //! Non-Rust clients against the real service: the official `openai` Python SDK (every
 //! feature the SDKs rely on, and its exception classes), and a Python `grpcio` client built
 //! from server reflection alone. The Python packages come from the test script's venv.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "support/service.rs"]
 mod service;
