@@ -2,7 +2,7 @@
 //! HTTP), `mcp-server-sqlite` (PyPI) and `@modelcontextprotocol/server-everything` (npm) in
 //! its stdio, legacy SSE and streamable HTTP modes.
 //!
-//! The fixture is the example `fixture-mcp-server`; `cargo test --all-targets` builds it
+//! The fixture is the example `fixture-mcp-server`; scripts/test builds it
 //! (or run `cargo build --example fixture-mcp-server` first). It is looked up in
 //! `$CARGO_TARGET_DIR/debug/examples` (default `target/`).
 //!
@@ -36,7 +36,7 @@ fn fixture() -> PathBuf {
     let path = target.join("debug/examples/fixture-mcp-server");
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --example fixture-mcp-server` (or `cargo test --all-targets`, which builds examples)",
+        "{} is missing: run `cargo build --example fixture-mcp-server` (scripts/test does)",
         path.display()
     );
     path

@@ -132,7 +132,7 @@ impl Drop for Service {
     }
 }
 
-/// The fixture MCP server binary (built by `cargo test --all-targets` as an example).
+/// The fixture MCP server binary (the example `fixture-mcp-server`, built by scripts/test).
 pub fn fixture_path() -> PathBuf {
     // target/<profile>/deps/<test binary> → target/<profile>/examples/fixture-mcp-server
     let exe = std::env::current_exe().unwrap();
@@ -140,7 +140,7 @@ pub fn fixture_path() -> PathBuf {
     let path = profile_dir.join("examples/fixture-mcp-server");
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build --example fixture-mcp-server` (cargo test --all-targets builds it)",
+        "{} is missing: run `cargo build --example fixture-mcp-server` (scripts/test does)",
         path.display()
     );
     path
