@@ -24,6 +24,7 @@ pub mod mcp;
 pub mod pb;
 pub mod readiness;
 pub mod server;
+pub mod sessions;
 pub mod telemetry;
 
 pub use config::Config;

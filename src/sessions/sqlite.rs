@@ -1,0 +1,401 @@
+//! `sqlite://PATH`: the embedded default. One connection per store (WAL mode), used from
+//! `spawn_blocking`; a turn is one transaction; expired rows are hidden at once and deleted
+//! by a sweeper task that stops when the store is dropped.
+//!
+//! Locks are in-process, so one SQLite file serves one replica; several replicas share
+//! sessions through Redis.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio_util::sync::DropGuard;
+
+use super::{
+    Session, SessionError, SessionId, SessionLock, SessionStore, lock::LocalLocks, millis,
+    now_millis, record, spawn_sweeper, sweep_interval,
+};
+use crate::{config::redacted_url, llm::Message};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id            TEXT PRIMARY KEY,
+    model         TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at_ms);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+/// Sessions in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+    locks: LocalLocks,
+    _sweeper: Option<DropGuard>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Mutex<Connection>,
+    ttl: Duration,
+}
+
+fn backend(e: impl std::fmt::Display) -> SessionError {
+    SessionError::Backend(format!("sqlite: {e}"))
+}
+
+impl Inner {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic mid-transaction rolls the transaction back; the connection stays usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sweep(&self) -> Result<usize, SessionError> {
+        self.conn()
+            .execute(
+                "DELETE FROM sessions WHERE expires_at_ms <= ?1",
+                [now_millis()],
+            )
+            .map_err(backend)
+    }
+}
+
+/// The file path of a `sqlite://PATH` URL (`sqlite:///abs` is absolute).
+fn path_of(url: &str) -> Option<PathBuf> {
+    let (scheme, path) = url.split_once("://")?;
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    (scheme.eq_ignore_ascii_case("sqlite") && !path.is_empty()).then(|| PathBuf::from(path))
+}
+
+fn open_connection(path: &Path) -> Result<Connection, String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create directory {}: {e}", parent.display()))?;
+    }
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "cannot switch to WAL mode (journal mode is {mode})"
+        ));
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .map_err(|e| e.to_string())?;
+    conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating parent directories, file and tables) the file `url` names.
+    pub async fn open(url: &str, ttl: Duration) -> Result<Self, SessionError> {
+        let shown = redacted_url(url);
+        let Some(path) = path_of(url) else {
+            return Err(SessionError::Open {
+                url: shown,
+                message: "expected sqlite://PATH".into(),
+            });
+        };
+        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|opened| opened)
+            .map_err(|message| SessionError::Open {
+                url: shown,
+                message,
+            })?;
+        let inner = Arc::new(Inner {
+            conn: Mutex::new(conn),
+            ttl,
+        });
+        let swept = Arc::clone(&inner);
+        let sweeper = spawn_sweeper(sweep_interval(ttl), move || {
+            let inner = Arc::clone(&swept);
+            async move {
+                match tokio::task::spawn_blocking(move || inner.sweep()).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::debug!(expired = n, "swept expired sessions"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "session sweep failed"),
+                    Err(e) => tracing::warn!(error = %e, "session sweep panicked"),
+                }
+            }
+        });
+        Ok(Self {
+            inner,
+            locks: LocalLocks::new(),
+            _sweeper: sweeper,
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Inner) -> Result<T, SessionError> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&mut inner.conn(), &inner))
+            .await
+            .map_err(backend)?
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for SqliteStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        let id = id.clone();
+        self.call(move |conn, _| {
+            let tx = conn.transaction().map_err(backend)?;
+            let head = tx
+                .query_row(
+                    "SELECT model, created_at, updated_at FROM sessions
+                     WHERE id = ?1 AND expires_at_ms > ?2",
+                    params![id.as_str(), now_millis()],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((model, created_at, updated_at)) = head else {
+                return Ok(None);
+            };
+            let mut stmt = tx
+                .prepare_cached("SELECT body FROM messages WHERE session_id = ?1 ORDER BY seq")
+                .map_err(backend)?;
+            let bodies = stmt
+                .query_map([id.as_str()], |row| row.get::<_, String>(0))
+                .map_err(backend)?;
+            let mut messages = Vec::new();
+            for body in bodies {
+                messages.push(record::decode(id.as_str(), &body.map_err(backend)?)?);
+            }
+            Ok(Some(Session {
+                id,
+                model,
+                created_at,
+                updated_at,
+                messages,
+            }))
+        })
+        .await
+    }
+
+    async fn lock(&self, id: &SessionId, timeout: Duration) -> Result<SessionLock, SessionError> {
+        self.locks.lock(id, timeout).await
+    }
+
+    async fn append_turn(
+        &self,
+        lock: &SessionLock,
+        model: &str,
+        messages: &[Message],
+    ) -> Result<usize, SessionError> {
+        lock.check_local(self.locks.tag())?;
+        let bodies = record::encode_all(messages)?;
+        let (id, model) = (lock.id().clone(), model.to_string());
+        self.call(move |conn, inner| {
+            let now = now_millis();
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute(
+                "DELETE FROM sessions WHERE id = ?1 AND expires_at_ms <= ?2",
+                params![id.as_str(), now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO sessions (id, model, created_at, updated_at, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET model = excluded.model,
+                     updated_at = excluded.updated_at, expires_at_ms = excluded.expires_at_ms",
+                params![
+                    id.as_str(),
+                    model,
+                    now / 1000,
+                    now.saturating_add(millis(inner.ttl))
+                ],
+            )
+            .map_err(backend)?;
+            let next: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE session_id = ?1",
+                    [id.as_str()],
+                    |row| row.get(0),
+                )
+                .map_err(backend)?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO messages (session_id, seq, body) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(backend)?;
+                for (seq, body) in (next..).zip(&bodies) {
+                    insert
+                        .execute(params![id.as_str(), seq, body])
+                        .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)?;
+            let total = next.saturating_add(i64::try_from(bodies.len()).unwrap_or(i64::MAX));
+            Ok(usize::try_from(total).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {
+        let id = id.clone();
+        self.call(move |conn, _| {
+            let tx = conn.transaction().map_err(backend)?;
+            let live: Option<bool> = tx
+                .query_row(
+                    "SELECT expires_at_ms > ?2 FROM sessions WHERE id = ?1",
+                    params![id.as_str(), now_millis()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            tx.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(live.unwrap_or(false))
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<Option<u64>, SessionError> {
+        self.call(|conn, _| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE expires_at_ms > ?1",
+                [now_millis()],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| Some(u64::try_from(n).unwrap_or(0)))
+            .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::sessions::conformance::{self, Fixture, turn};
+
+    async fn fixture() -> Option<Fixture> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sessions.db", dir.path().display());
+        let make = move |ttl| {
+            let url = url.clone();
+            Box::pin(async move {
+                let store: Arc<dyn SessionStore> =
+                    Arc::new(SqliteStore::open(&url, ttl).await.unwrap());
+                store
+            }) as _
+        };
+        Some(Fixture::new(Box::new(make), true, dir))
+    }
+
+    conformance::suite!();
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[tokio::test]
+    async fn a_session_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/data/mcp-chat.db", dir.path().display());
+        let id = SessionId::generate();
+        let written = {
+            let store = SqliteStore::open(&url, DAY).await.unwrap();
+            let lock = store.lock(&id, DAY).await.unwrap();
+            store.append_turn(&lock, "m", &turn(1)).await.unwrap();
+            store.load(&id).await.unwrap().unwrap()
+        };
+        let reopened = SqliteStore::open(&url, DAY).await.unwrap();
+        assert_eq!(reopened.load(&id).await.unwrap(), Some(written));
+        let mode: String = reopened
+            .inner
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_failure_mid_turn_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/s.db", dir.path().display());
+        let store = SqliteStore::open(&url, DAY).await.unwrap();
+        let id = SessionId::generate();
+        let lock = store.lock(&id, DAY).await.unwrap();
+        store.append_turn(&lock, "m", &turn(1)).await.unwrap();
+        let before = store.load(&id).await.unwrap();
+        // Inject a failure on the third message of the next turn.
+        store
+            .inner
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER fail BEFORE INSERT ON messages WHEN NEW.seq = 7
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let err = store
+            .append_turn(&lock, "other", &turn(2))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert_eq!(
+            store.load(&id).await.unwrap(),
+            before,
+            "model, time, messages"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_path_is_an_error_naming_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "not a directory").unwrap();
+        let url = format!("sqlite://{}/file/sub/s.db", dir.path().display());
+        let err = SqliteStore::open(&url, DAY).await.unwrap_err();
+        assert!(matches!(err, SessionError::Open { .. }));
+        assert!(err.to_string().contains(&url), "{err}");
+        let err = SqliteStore::open("sqlite://", DAY).await.unwrap_err();
+        assert!(err.to_string().contains("sqlite://PATH"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_deletes_expired_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/s.db", dir.path().display());
+        let store = SqliteStore::open(&url, Duration::from_millis(100))
+            .await
+            .unwrap();
+        let lock = store.lock(&SessionId::generate(), DAY).await.unwrap();
+        store.append_turn(&lock, "m", &turn(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let rows: i64 = store
+            .inner
+            .conn()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM messages)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+}
