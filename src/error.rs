@@ -2,7 +2,7 @@
 //! It knows no transport: `grpc/status.rs` maps it to `tonic::Status` (once), and the HTTP
 //! gateway maps gRPC codes to HTTP (once, in `http/error.rs`).
 
-use crate::llm::LlmError;
+use crate::{llm::LlmError, sessions::SessionError};
 
 /// An error of the agent core.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,12 @@ pub enum CoreError {
     /// The upstream LLM failed.
     #[error("{0}")]
     Upstream(#[from] LlmError),
+    /// No stored session has this id.
+    #[error("the session {0:?} does not exist (or has expired)")]
+    SessionNotFound(String),
+    /// The session store failed or refused (busy, lock lost, backend down).
+    #[error("{0}")]
+    Session(#[from] SessionError),
     /// The caller went away or cancelled.
     #[error("the request was cancelled")]
     Cancelled,

@@ -12,7 +12,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::{
     Config,
-    agent::{Agent, ModelTable},
+    agent::{Agent, AgentParts, ModelTable},
     auth::ApiKeys,
     grpc::ChatApi,
     http::{self, HttpState},
@@ -59,6 +59,8 @@ pub enum ServerError {
     Reflection(String),
     #[error("upstream client: {0}")]
     Upstream(#[from] crate::llm::LlmError),
+    #[error("{0}")]
+    Sessions(#[from] crate::sessions::SessionError),
 }
 
 /// Serves until `shutdown` is cancelled, then drains and returns.
@@ -80,13 +82,19 @@ pub async fn run(
     );
 
     let llm = Arc::new(OpenAiClient::new(&config.upstream)?);
+    // Sessions first: the SQLite store creates ./data, which MCP servers may use.
+    let sessions = crate::sessions::open(&config.sessions).await?;
+    let scheme = config.sessions.store.split("://").next().unwrap_or_default().to_string();
+    readiness.set("sessions", Component { up: true, required: true, detail: format!("{scheme} store") });
     let hub = McpHub::start(&config.mcp, &config.servers);
-    let agent = Agent::new(
+    let agent = Agent::new(AgentParts {
         llm,
-        hub.clone(),
-        ModelTable::from_config(&config),
-        config.agent.clone(),
-    );
+        hub: hub.clone(),
+        sessions,
+        models: ModelTable::from_config(&config),
+        settings: config.agent.clone(),
+        lock_timeout: config.sessions.lock_timeout,
+    });
     let api = ChatApi::new(agent, ApiKeys::new(config.server.api_keys.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()

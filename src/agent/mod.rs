@@ -9,6 +9,7 @@
 
 mod models;
 pub mod prompt_tools;
+mod session;
 mod turn;
 mod types;
 pub mod usage;
@@ -16,7 +17,7 @@ pub mod usage;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,13 @@ use tokio_util::sync::CancellationToken;
 pub use models::{ModelRoute, ModelTable};
 pub use types::{AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, TurnUsage};
 
-use crate::{config::AgentConfig, error::CoreError, llm::LlmClient, mcp::ToolHub};
+use crate::{
+    config::AgentConfig,
+    error::CoreError,
+    llm::LlmClient,
+    mcp::ToolHub,
+    sessions::{Session, SessionId, SessionStore},
+};
 
 /// How many events a stream may run ahead of a slow client.
 const STREAM_BUFFER: usize = 64;
@@ -38,27 +45,43 @@ pub struct Agent {
 struct Inner {
     llm: Arc<dyn LlmClient>,
     hub: Arc<dyn ToolHub>,
+    sessions: Arc<dyn SessionStore>,
     models: ModelTable,
     settings: AgentConfig,
+    lock_timeout: Duration,
+}
+
+/// What an agent is built from.
+pub struct AgentParts {
+    pub llm: Arc<dyn LlmClient>,
+    pub hub: Arc<dyn ToolHub>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub models: ModelTable,
+    pub settings: AgentConfig,
+    /// How long a turn waits for a session another request is using.
+    pub lock_timeout: Duration,
 }
 
 /// A stream of a turn's events; the last item is `Ok(AgentEvent::Done)` or an error.
 pub type AgentStream = mpsc::Receiver<Result<AgentEvent, CoreError>>;
 
 impl Agent {
-    pub fn new(
-        llm: Arc<dyn LlmClient>,
-        hub: Arc<dyn ToolHub>,
-        models: ModelTable,
-        settings: AgentConfig,
-    ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                llm,
-                hub,
-                models,
-                settings,
-            }),
+    pub fn new(parts: AgentParts) -> Self {
+        let AgentParts { llm, hub, sessions, models, settings, lock_timeout } = parts;
+        Self { inner: Arc::new(Inner { llm, hub, sessions, models, settings, lock_timeout }) }
+    }
+
+    /// A stored session.
+    pub async fn session(&self, id: &SessionId) -> Result<Session, CoreError> {
+        self.inner.sessions.load(id).await?.ok_or_else(|| CoreError::SessionNotFound(id.as_str().to_string()))
+    }
+
+    /// Deletes a stored session; not found when there was none.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<(), CoreError> {
+        if self.inner.sessions.delete(id).await? {
+            Ok(())
+        } else {
+            Err(CoreError::SessionNotFound(id.as_str().to_string()))
         }
     }
 
@@ -77,9 +100,7 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Result<AgentResponse, CoreError> {
         let route = self.inner.models.resolve(request.model.as_deref())?;
-        turn::Turn::new(&self.inner, route, request, cancel, None)
-            .run()
-            .await
+        session::run(&self.inner, route, request, cancel, None).await
     }
 
     /// Runs a turn on a producer task, streaming its events. Dropping the receiver cancels
@@ -95,9 +116,8 @@ impl Agent {
         tokio::spawn(async move {
             let events = tx.clone();
             let run = async {
-                let result = turn::Turn::new(&inner, route, request, cancel.clone(), Some(&events))
-                    .run()
-                    .await;
+                let result =
+                    session::run(&inner, route, request, cancel.clone(), Some(&events)).await;
                 match result {
                     Ok(response) => {
                         let _ = events.send(Ok(AgentEvent::Done(Box::new(response)))).await;

@@ -186,7 +186,18 @@ fn agent_with(
     config.upstream.default_model = "m".into();
     config.agent.max_tool_iterations = max_iterations;
     config.agent.system_prompt = Some("be helpful".into());
-    Agent::new(llm, hub, ModelTable::from_config(&config), config.agent)
+    parts(llm, hub, &config)
+}
+
+fn parts(llm: Arc<ScriptedLlm>, hub: Arc<FakeHub>, config: &Config) -> Agent {
+    Agent::new(AgentParts {
+        llm,
+        hub,
+        sessions: Arc::new(crate::sessions::MemoryStore::new(Duration::from_secs(3600))),
+        models: ModelTable::from_config(config),
+        settings: config.agent.clone(),
+        lock_timeout: Duration::from_secs(1),
+    })
 }
 
 fn user(text: &str) -> AgentRequest {
@@ -487,12 +498,7 @@ async fn dropping_the_stream_cancels_the_tool_call() {
 async fn missing_api_key_names_the_setting() {
     let mut config = Config::default();
     config.upstream.default_model = "gpt-4o".into();
-    let agent = Agent::new(
-        ScriptedLlm::new(vec![]),
-        Arc::new(FakeHub::default()),
-        ModelTable::from_config(&config),
-        config.agent,
-    );
+    let agent = parts(ScriptedLlm::new(vec![]), Arc::new(FakeHub::default()), &config);
     let err = agent
         .chat(user("x"), CancellationToken::new())
         .await
@@ -535,4 +541,41 @@ async fn usage_is_estimated_when_the_upstream_gives_none() {
         r.usage.usage.total_tokens,
         r.usage.usage.prompt_tokens + r.usage.usage.completion_tokens
     );
+}
+
+#[tokio::test]
+async fn a_session_turn_is_stored_whole_or_not_at_all() {
+    let llm = Arc::new(ScriptedLlm {
+        script: Mutex::new(VecDeque::from([
+            Ok(calls(&[("c1", "add", r#"{"a": 1, "b": 2}"#)])),
+            Ok(text("3")),
+            Err(LlmError::Status { status: 500, message: "down".into(), code: None, retry_after: None }),
+            Ok(text("again")),
+        ])),
+        seen: Mutex::default(),
+    });
+    let mut config = Config::default();
+    config.upstream.base_url = "http://127.0.0.1:9/v1".into();
+    config.upstream.default_model = "m".into();
+    config.models = vec![ModelConfig { id: "m".into(), ..ModelConfig::default() }];
+    let agent = parts(llm.clone(), Arc::default(), &config);
+    let id = crate::sessions::SessionId::generate();
+    let in_session = |text: &str| AgentRequest { session: Some(id.clone()), ..user(text) };
+
+    let r = agent.chat(in_session("1+2?"), CancellationToken::new()).await.unwrap();
+    assert_eq!(r.session_id.as_deref(), Some(id.as_str()));
+    let stored = agent.session(&id).await.unwrap().messages;
+    let roles: Vec<Role> = stored.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
+    assert_eq!(stored[1].tool_calls[0].id, "c1");
+
+    // A failed turn leaves the session as it was.
+    assert!(agent.chat(in_session("again?"), CancellationToken::new()).await.is_err());
+    assert_eq!(agent.session(&id).await.unwrap().messages, stored);
+
+    // The next turn sees the whole stored history.
+    agent.chat(in_session("and now?"), CancellationToken::new()).await.unwrap();
+    let last = llm.requests().pop().unwrap();
+    assert_eq!(last.messages.len(), 5, "stored 4 + the new user message");
+    assert_eq!(agent.session(&id).await.unwrap().messages.len(), 6);
 }

@@ -91,6 +91,7 @@ impl<'a> Turn<'a> {
             id: self.id.clone(),
             model: self.route.id.clone(),
             created: self.created,
+            session_id: self.session_id(),
         })
         .await;
 
@@ -206,6 +207,7 @@ impl<'a> Turn<'a> {
         // (server-side ones have their results right after it); the caller answers the rest.
         let new_messages = upstream.messages.split_off(start_len);
         Ok(AgentResponse {
+            session_id: self.session_id(),
             id: self.id,
             model: self.route.id.clone(),
             created: self.created,
@@ -214,6 +216,32 @@ impl<'a> Turn<'a> {
             usage: total,
             executed,
             new_messages,
+        })
+    }
+
+    fn session_id(&self) -> Option<String> {
+        self.request.session.as_ref().map(|s| s.as_str().to_string())
+    }
+
+    /// The request with the oldest history dropped when it would not fit the model's
+    /// context window (0 = unknown: never trimmed). Leaves room for the answer.
+    fn fit_context(&self, request: &CompletionRequest) -> Option<CompletionRequest> {
+        let window = self.route.context_window;
+        if window == 0 {
+            return None;
+        }
+        let reserve = request.params.max_tokens.unwrap_or(window / 4).min(window / 2);
+        let trimmed = crate::sessions::trim_to_budget(&request.messages, window - reserve);
+        if trimmed.len() == request.messages.len() {
+            return None;
+        }
+        tracing::info!(turn = %self.id, dropped = request.messages.len() - trimmed.len(), "trimmed the history to fit the context window");
+        Some(CompletionRequest {
+            model: request.model.clone(),
+            messages: trimmed,
+            tools: request.tools.clone(),
+            tool_choice: request.tool_choice.clone(),
+            params: request.params.clone(),
         })
     }
 
@@ -298,6 +326,8 @@ impl<'a> Turn<'a> {
         request: &CompletionRequest,
         mode: ToolMode,
     ) -> Result<Completion, CoreError> {
+        let fitted = self.fit_context(request);
+        let request = fitted.as_ref().unwrap_or(request);
         let llm = &self.inner.llm;
         let endpoint = &self.route.endpoint;
         if self.events.is_none() {

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::llm::{GenParams, Message, ToolCall, ToolChoice, ToolDef, Usage};
+use crate::{
+    llm::{GenParams, Message, ToolCall, ToolChoice, ToolDef, Usage},
+    sessions::SessionId,
+};
 
 /// One turn asked of the agent, already validated by the edge.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +18,9 @@ pub struct AgentRequest {
     /// Client-side tools: a call to one ends the turn and goes back to the caller.
     pub client_tools: Vec<ToolDef>,
     pub tool_choice: Option<ToolChoice>,
+    /// Server-side memory: the stored history is prepended and the turn stored when it
+    /// completes (whole, or not at all). A new id starts a new session.
+    pub session: Option<SessionId>,
 }
 
 /// Why a turn ended.
@@ -58,6 +64,8 @@ pub struct AgentResponse {
     /// `chatcmpl-…`, unique per turn.
     pub id: String,
     pub model: String,
+    /// The session the turn was stored in.
+    pub session_id: Option<String>,
     /// Unix seconds.
     pub created: i64,
     /// The final assistant message (client-side `tool_calls` when `finish` is ToolCalls).
@@ -79,6 +87,7 @@ pub enum AgentEvent {
         id: String,
         model: String,
         created: i64,
+        session_id: Option<String>,
     },
     /// Assistant text as it arrives.
     Content(String),

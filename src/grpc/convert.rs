@@ -13,6 +13,7 @@ use crate::{
     llm::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
     mcp::{ServerState, ToolSpec},
     pb,
+    sessions::{Session, SessionId},
 };
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CoreError {
@@ -63,14 +64,13 @@ pub fn agent_request(
             Some(ToolChoice::Function(name))
         }
     };
+    let session = match (request.session_id.filter(|s| !s.is_empty()), request.new_session) {
+        (Some(id), _) => Some(SessionId::parse(&id).map_err(|e| invalid("session_id", e.to_string()))?),
+        (None, true) => Some(SessionId::generate()),
+        (None, false) => None,
+    };
     let model = Some(request.model).filter(|m| !m.is_empty());
-    Ok(AgentRequest {
-        model,
-        messages,
-        params,
-        client_tools,
-        tool_choice,
-    })
+    Ok(AgentRequest { model, messages, params, client_tools, tool_choice, session })
 }
 
 /// A proto message as a core message, checked.
@@ -286,29 +286,26 @@ fn executed_to_pb(c: ExecutedCall) -> pb::ExecutedToolCall {
     }
 }
 
-pub fn response_to_pb(r: AgentResponse, session_id: Option<String>) -> pb::ChatResponse {
+pub fn response_to_pb(r: AgentResponse) -> pb::ChatResponse {
     pb::ChatResponse {
         finish_reason: finish_to_pb(&r.finish).into(),
         usage: Some(usage_to_pb(&r.usage)),
         message: Some(message_to_pb(&r.message)),
         tool_calls: r.executed.into_iter().map(executed_to_pb).collect(),
         id: r.id,
-        session_id,
+        session_id: r.session_id,
         model: r.model,
         created: r.created,
     }
 }
 
-/// A stream event; `session_id` is stamped on the start and final events.
-pub fn event_to_pb(event: AgentEvent, session_id: &Option<String>) -> pb::ChatEvent {
+/// A stream event.
+pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
     use pb::chat_event::Event;
     let event = match event {
-        AgentEvent::Start { id, model, created } => Event::Start(pb::StreamStart {
-            id,
-            model,
-            session_id: session_id.clone(),
-            created,
-        }),
+        AgentEvent::Start { id, model, created, session_id } => {
+            Event::Start(pb::StreamStart { id, model, session_id, created })
+        }
         AgentEvent::Content(text) => Event::Content(pb::ContentDelta { text }),
         AgentEvent::ToolCallStarted {
             id,
@@ -338,9 +335,24 @@ pub fn event_to_pb(event: AgentEvent, session_id: &Option<String>) -> pb::ChatEv
         }),
         AgentEvent::ClientToolCall(call) => Event::ClientToolCall(tool_call_to_pb(&call)),
         AgentEvent::Usage(u) => Event::Usage(usage_to_pb(&u)),
-        AgentEvent::Done(r) => Event::Response(response_to_pb(*r, session_id.clone())),
+        AgentEvent::Done(r) => Event::Response(response_to_pb(*r)),
     };
     pb::ChatEvent { event: Some(event) }
+}
+
+pub fn session_to_pb(s: Session) -> pb::Session {
+    pb::Session {
+        id: s.id.as_str().to_string(),
+        model: s.model,
+        created: s.created_at,
+        updated: s.updated_at,
+        messages: s.messages.iter().map(message_to_pb).collect(),
+    }
+}
+
+/// A session id from a request field, checked.
+pub fn session_id(raw: &str) -> Result<SessionId, CoreError> {
+    SessionId::parse(raw).map_err(|e| invalid("session_id", e.to_string()))
 }
 
 pub fn tool_to_pb(t: &ToolSpec) -> pb::Tool {

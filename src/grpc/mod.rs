@@ -104,7 +104,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 }
             },
         };
-        Ok(Response::new(convert::response_to_pb(response, None)))
+        Ok(Response::new(convert::response_to_pb(response)))
     }
 
     type StreamChatStream = EventStream;
@@ -119,9 +119,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let cancel = CancellationToken::new();
         let rx = self.inner.agent.stream(request, cancel.clone())?;
         let deadline = deadline.map(|(at, _)| at);
-        Ok(Response::new(Box::pin(event_stream(
-            rx, cancel, deadline, None,
-        ))))
+        Ok(Response::new(Box::pin(event_stream(rx, cancel, deadline))))
     }
 
     async fn list_models(
@@ -159,12 +157,11 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(pb::ListToolsResponse { tools, servers }))
     }
 
-    async fn get_session(
-        &self,
-        request: Request<pb::GetSessionRequest>,
-    ) -> Result<Response<pb::Session>, Status> {
+    async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Result<Response<pb::Session>, Status> {
         self.authorize(request.metadata())?;
-        Err(Status::unimplemented("GetSession is not implemented yet"))
+        let id = convert::session_id(&request.get_ref().session_id)?;
+        let session = self.inner.agent.session(&id).await?;
+        Ok(Response::new(convert::session_to_pb(session)))
     }
 
     async fn delete_session(
@@ -172,9 +169,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         self.authorize(request.metadata())?;
-        Err(Status::unimplemented(
-            "DeleteSession is not implemented yet",
-        ))
+        let id = convert::session_id(&request.get_ref().session_id)?;
+        self.inner.agent.delete_session(&id).await?;
+        Ok(Response::new(pb::DeleteSessionResponse {}))
     }
 }
 
@@ -184,14 +181,12 @@ fn event_stream(
     rx: crate::agent::AgentStream,
     cancel: CancellationToken,
     deadline: Option<Instant>,
-    session_id: Option<String>,
 ) -> impl Stream<Item = Result<pb::ChatEvent, Status>> + Send {
     struct State {
         rx: crate::agent::AgentStream,
         _guard: tokio_util::sync::DropGuard,
         cancel: CancellationToken,
         deadline: Option<Instant>,
-        session_id: Option<String>,
         done: bool,
     }
     let state = State {
@@ -199,7 +194,6 @@ fn event_stream(
         _guard: cancel.clone().drop_guard(),
         cancel,
         deadline,
-        session_id,
         done: false,
     };
     futures::stream::unfold(state, |mut s| async move {
@@ -220,7 +214,7 @@ fn event_stream(
         match next {
             None => None,
             Some(Ok(event)) => {
-                let event = convert::event_to_pb(event, &s.session_id);
+                let event = convert::event_to_pb(event);
                 Some((Ok(event), s))
             }
             Some(Err(e)) => {

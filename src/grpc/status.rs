@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{error::CoreError, llm::LlmError};
+use crate::{error::CoreError, llm::LlmError, sessions::SessionError};
 
 /// `ErrorInfo.domain` of every error this service raises.
 pub const DOMAIN: &str = "mcp-chat";
@@ -41,6 +41,8 @@ impl From<CoreError> for Status {
                 status(Code::FailedPrecondition, "not_configured", message, None)
             }
             CoreError::Upstream(e) => upstream(e),
+            CoreError::SessionNotFound(_) => status(Code::NotFound, "session_not_found", message, None),
+            CoreError::Session(e) => session(e),
             CoreError::Cancelled => status(Code::Cancelled, "cancelled", message, None),
             CoreError::DeadlineExceeded => {
                 status(Code::DeadlineExceeded, "deadline_exceeded", message, None)
@@ -52,6 +54,25 @@ impl From<CoreError> for Status {
                 Some(Duration::from_secs(1)),
             ),
         }
+    }
+}
+
+/// Session store failures: a busy session is ABORTED (HTTP 409) with a retry delay.
+fn session(error: SessionError) -> Status {
+    let message = error.to_string();
+    let retry = Some(Duration::from_secs(1));
+    match error {
+        SessionError::InvalidId { .. } => {
+            let mut details = ErrorDetails::with_bad_request_violation("session_id", message.clone());
+            details.set_error_info("invalid_request", DOMAIN, HashMap::new());
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
+        SessionError::Busy { .. } => status(Code::Aborted, "session_busy", message, retry),
+        SessionError::LockLost { .. } => status(Code::Aborted, "session_lock_lost", message, retry),
+        SessionError::UnsupportedUrl { .. } | SessionError::Open { .. } | SessionError::Backend(_) => {
+            status(Code::Unavailable, "session_store_unavailable", message, retry)
+        }
+        SessionError::Corrupt { .. } => status(Code::DataLoss, "session_corrupt", message, None),
     }
 }
 

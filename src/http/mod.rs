@@ -59,6 +59,7 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/chat", post(simple::chat))
         .route("/chat/stream", post(simple::chat_stream))
+        .route("/sessions/{id}", get(simple::get_session).delete(simple::delete_session))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -142,6 +143,8 @@ async fn welcome() -> Json<serde_json::Value> {
             "GET /readyz": "readiness with per-component status",
             "POST /chat": "Simplified API: {\"message\", \"session_id\"?} -> {\"response\", \"session_id\"}",
             "POST /chat/stream": "Simplified API as SSE events: start, delta, tool_call, tool_result, done, error",
+            "GET /sessions/{id}": "a stored conversation",
+            "DELETE /sessions/{id}": "delete a stored conversation",
             "GET /v1/models": "OpenAI-compatible model list",
             "POST /v1/chat/completions": "OpenAI-compatible chat completions (JSON and SSE)",
             "grpc": "mcpchat.v1.ChatService on the gRPC port (reflection enabled)"

@@ -1,10 +1,11 @@
 //! The Simplified API (the seed's): `POST /chat` `{"message", "session_id"?}` →
 //! `{"response", "session_id"}`, and `POST /chat/stream`, an SSE of typed events for UIs
-//! (`delta`, `tool_call`, `tool_result`, `done`, `error`).
+//! (`delta`, `tool_call`, `tool_result`, `done`, `error`); `GET` / `DELETE /sessions/{id}`.
 
 use axum::{
     Json,
-    extract::State,
+    extract::{Path, State},
+    http::StatusCode,
     http::HeaderMap,
     response::{IntoResponse, Response, sse},
 };
@@ -86,6 +87,55 @@ pub async fn chat_stream(
         .into_response();
     super::set_session_header(&mut response, session_id.as_deref());
     Ok(response)
+}
+
+pub async fn get_session(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = pb::GetSessionRequest { session_id: id };
+    let s = state.api.get_session(grpc_request(request, &headers)).await?.into_inner();
+    let messages: Vec<_> = s.messages.iter().map(message_json).collect();
+    Ok(Json(json!({
+        "id": s.id,
+        "model": s.model,
+        "created": s.created,
+        "updated": s.updated,
+        "messages": messages,
+    })))
+}
+
+pub async fn delete_session(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let request = pb::DeleteSessionRequest { session_id: id };
+    state.api.delete_session(grpc_request(request, &headers)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A stored message in OpenAI's message shape.
+fn message_json(m: &pb::Message) -> serde_json::Value {
+    let role = match pb::Role::try_from(m.role) {
+        Ok(pb::Role::System | pb::Role::Developer) => "system",
+        Ok(pb::Role::Assistant) => "assistant",
+        Ok(pb::Role::Tool) => "tool",
+        Ok(pb::Role::User | pb::Role::Unspecified) | Err(_) => "user",
+    };
+    let mut v = json!({ "role": role, "content": m.content });
+    if let Some(id) = &m.tool_call_id {
+        v["tool_call_id"] = json!(id);
+    }
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+    }
+    v
 }
 
 fn render(event: Event) -> Option<(&'static str, serde_json::Value)> {
