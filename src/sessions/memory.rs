@@ -177,6 +177,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn load_hides_an_expired_session_before_the_sweep() {
+        let store = store(Duration::from_secs(3600));
+        let id = SessionId::generate();
+        let lock = store.lock(&id, Duration::from_secs(1)).await.unwrap();
+        store.append_turn(&lock, "m", &turn(1)).await.unwrap();
+        for entry in store.inner.map().values_mut() {
+            entry.expires_at_ms = now_millis() - 1;
+        }
+        assert_eq!(store.load(&id).await.unwrap(), None);
+        assert_eq!(store.count().await.unwrap(), Some(0));
+        assert_eq!(store.inner.map().len(), 1, "not swept yet");
+    }
+
+    #[tokio::test]
     async fn sweeper_removes_expired_entries() {
         let store = store(Duration::from_millis(200));
         let id = SessionId::generate();

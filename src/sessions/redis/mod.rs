@@ -25,6 +25,9 @@ use crate::{config::redacted_url, llm::Message};
 /// How long a lock lives without renewal; the holder renews it every third of this.
 const LEASE: Duration = Duration::from_secs(15);
 
+/// Longest wait for the first connection (retries included) when the store opens.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Appends a turn if the lock is still held. KEYS: meta, msgs, lock. ARGV: token, model,
 /// now (Unix s), ttl (ms), messages… Returns the message count, or -1 if the lock is lost.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
@@ -88,17 +91,26 @@ impl RedisStore {
         };
         let client = Client::open(url).map_err(failed)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(failed)?;
-        ::redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(failed)?;
+        let connect = async {
+            let mut conn = ConnectionManager::new_with_config(client, config).await?;
+            ::redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await?;
+            Ok(conn)
+        };
+        let conn = match tokio::time::timeout(OPEN_TIMEOUT, connect).await {
+            Ok(connected) => connected.map_err(failed)?,
+            Err(_) => {
+                return Err(SessionError::Open {
+                    url: shown,
+                    message: format!("no answer within {OPEN_TIMEOUT:?}"),
+                });
+            }
+        };
         Ok(Self {
             conn,
             ttl,

@@ -171,3 +171,33 @@ async fn appends_set_key_ttls() {
         assert!(ttl > 3_500_000 && ttl <= 3_600_000, "{part}: {ttl}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_to_a_plain_server_is_an_open_error_naming_the_url() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let url = server.url.replace("redis://", "rediss://u:hunter2@");
+    let config = crate::config::SessionsConfig {
+        store: url,
+        ..Default::default()
+    };
+    let err = crate::sessions::open(&config).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, SessionError::Open { .. }), "{text}");
+    assert!(text.contains("rediss://<redacted>@127.0.0.1"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_picks_redis_from_the_url() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let config = crate::config::SessionsConfig {
+        store: server.url.clone(),
+        ..Default::default()
+    };
+    let store = crate::sessions::open(&config).await.unwrap();
+    assert!(format!("{store:?}").starts_with("RedisStore"));
+}
