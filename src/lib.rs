@@ -5,7 +5,8 @@
 //! - `server`: wires the two listeners (HTTP and gRPC), readiness and graceful shutdown.
 //! - `grpc`: the tonic `ChatService`, the one API contract.
 //! - `http`: the axum gateway, wire-format translation onto the gRPC service.
-//! - `agent`: the tool-calling loop over `llm` (upstream client) and `mcp` (the hub).
+//! - `agent`: the tool-calling loop over `llm` (upstream client), `mcp` (the hub) and
+//!   `sessions` (conversation stores: SQLite, memory, Redis).
 //! - `auth`, `readiness`, `telemetry`: client keys, `/readyz`, logging.
 //! - `pb`: the generated proto types.
 #![cfg_attr(

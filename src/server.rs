@@ -84,8 +84,21 @@ pub async fn run(
     let llm = Arc::new(OpenAiClient::new(&config.upstream)?);
     // Sessions first: the SQLite store creates ./data, which MCP servers may use.
     let sessions = crate::sessions::open(&config.sessions).await?;
-    let scheme = config.sessions.store.split("://").next().unwrap_or_default().to_string();
-    readiness.set("sessions", Component { up: true, required: true, detail: format!("{scheme} store") });
+    let scheme = config
+        .sessions
+        .store
+        .split("://")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    readiness.set(
+        "sessions",
+        Component {
+            up: true,
+            required: true,
+            detail: format!("{scheme} store"),
+        },
+    );
     let hub = McpHub::start(&config.mcp, &config.servers);
     let agent = Agent::new(AgentParts {
         llm,

@@ -67,13 +67,33 @@ pub type AgentStream = mpsc::Receiver<Result<AgentEvent, CoreError>>;
 
 impl Agent {
     pub fn new(parts: AgentParts) -> Self {
-        let AgentParts { llm, hub, sessions, models, settings, lock_timeout } = parts;
-        Self { inner: Arc::new(Inner { llm, hub, sessions, models, settings, lock_timeout }) }
+        let AgentParts {
+            llm,
+            hub,
+            sessions,
+            models,
+            settings,
+            lock_timeout,
+        } = parts;
+        Self {
+            inner: Arc::new(Inner {
+                llm,
+                hub,
+                sessions,
+                models,
+                settings,
+                lock_timeout,
+            }),
+        }
     }
 
     /// A stored session.
     pub async fn session(&self, id: &SessionId) -> Result<Session, CoreError> {
-        self.inner.sessions.load(id).await?.ok_or_else(|| CoreError::SessionNotFound(id.as_str().to_string()))
+        self.inner
+            .sessions
+            .load(id)
+            .await?
+            .ok_or_else(|| CoreError::SessionNotFound(id.as_str().to_string()))
     }
 
     /// Deletes a stored session; not found when there was none.

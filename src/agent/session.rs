@@ -27,12 +27,18 @@ pub(super) async fn run(
         () = cancel.cancelled() => return Err(CoreError::Cancelled),
         lock = store.lock(&id, inner.lock_timeout) => lock?,
     };
-    let history = store.load(&id).await?.map(|s| s.messages).unwrap_or_default();
+    let history = store
+        .load(&id)
+        .await?
+        .map(|s| s.messages)
+        .unwrap_or_default();
     let new: Vec<Message> = std::mem::replace(&mut request.messages, history);
     request.messages.extend(new.iter().cloned());
 
     let model = route.id.clone();
-    let response = Turn::new(inner, route, request, cancel, events).run().await?;
+    let response = Turn::new(inner, route, request, cancel, events)
+        .run()
+        .await?;
 
     let mut turn = new;
     turn.extend(response.new_messages.iter().cloned());

@@ -498,7 +498,11 @@ async fn dropping_the_stream_cancels_the_tool_call() {
 async fn missing_api_key_names_the_setting() {
     let mut config = Config::default();
     config.upstream.default_model = "gpt-4o".into();
-    let agent = parts(ScriptedLlm::new(vec![]), Arc::new(FakeHub::default()), &config);
+    let agent = parts(
+        ScriptedLlm::new(vec![]),
+        Arc::new(FakeHub::default()),
+        &config,
+    );
     let err = agent
         .chat(user("x"), CancellationToken::new())
         .await
@@ -549,7 +553,12 @@ async fn a_session_turn_is_stored_whole_or_not_at_all() {
         script: Mutex::new(VecDeque::from([
             Ok(calls(&[("c1", "add", r#"{"a": 1, "b": 2}"#)])),
             Ok(text("3")),
-            Err(LlmError::Status { status: 500, message: "down".into(), code: None, retry_after: None }),
+            Err(LlmError::Status {
+                status: 500,
+                message: "down".into(),
+                code: None,
+                retry_after: None,
+            }),
             Ok(text("again")),
         ])),
         seen: Mutex::default(),
@@ -557,24 +566,44 @@ async fn a_session_turn_is_stored_whole_or_not_at_all() {
     let mut config = Config::default();
     config.upstream.base_url = "http://127.0.0.1:9/v1".into();
     config.upstream.default_model = "m".into();
-    config.models = vec![ModelConfig { id: "m".into(), ..ModelConfig::default() }];
+    config.models = vec![ModelConfig {
+        id: "m".into(),
+        ..ModelConfig::default()
+    }];
     let agent = parts(llm.clone(), Arc::default(), &config);
     let id = crate::sessions::SessionId::generate();
-    let in_session = |text: &str| AgentRequest { session: Some(id.clone()), ..user(text) };
+    let in_session = |text: &str| AgentRequest {
+        session: Some(id.clone()),
+        ..user(text)
+    };
 
-    let r = agent.chat(in_session("1+2?"), CancellationToken::new()).await.unwrap();
+    let r = agent
+        .chat(in_session("1+2?"), CancellationToken::new())
+        .await
+        .unwrap();
     assert_eq!(r.session_id.as_deref(), Some(id.as_str()));
     let stored = agent.session(&id).await.unwrap().messages;
     let roles: Vec<Role> = stored.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
+    assert_eq!(
+        roles,
+        [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
     assert_eq!(stored[1].tool_calls[0].id, "c1");
 
     // A failed turn leaves the session as it was.
-    assert!(agent.chat(in_session("again?"), CancellationToken::new()).await.is_err());
+    assert!(
+        agent
+            .chat(in_session("again?"), CancellationToken::new())
+            .await
+            .is_err()
+    );
     assert_eq!(agent.session(&id).await.unwrap().messages, stored);
 
     // The next turn sees the whole stored history.
-    agent.chat(in_session("and now?"), CancellationToken::new()).await.unwrap();
+    agent
+        .chat(in_session("and now?"), CancellationToken::new())
+        .await
+        .unwrap();
     let last = llm.requests().pop().unwrap();
     assert_eq!(last.messages.len(), 5, "stored 4 + the new user message");
     assert_eq!(agent.session(&id).await.unwrap().messages.len(), 6);

@@ -220,7 +220,10 @@ impl<'a> Turn<'a> {
     }
 
     fn session_id(&self) -> Option<String> {
-        self.request.session.as_ref().map(|s| s.as_str().to_string())
+        self.request
+            .session
+            .as_ref()
+            .map(|s| s.as_str().to_string())
     }
 
     /// The request with the oldest history dropped when it would not fit the model's
@@ -230,7 +233,11 @@ impl<'a> Turn<'a> {
         if window == 0 {
             return None;
         }
-        let reserve = request.params.max_tokens.unwrap_or(window / 4).min(window / 2);
+        let reserve = request
+            .params
+            .max_tokens
+            .unwrap_or(window / 4)
+            .min(window / 2);
         let trimmed = crate::sessions::trim_to_budget(&request.messages, window - reserve);
         if trimmed.len() == request.messages.len() {
             return None;

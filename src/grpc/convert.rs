@@ -64,13 +64,25 @@ pub fn agent_request(
             Some(ToolChoice::Function(name))
         }
     };
-    let session = match (request.session_id.filter(|s| !s.is_empty()), request.new_session) {
-        (Some(id), _) => Some(SessionId::parse(&id).map_err(|e| invalid("session_id", e.to_string()))?),
+    let session = match (
+        request.session_id.filter(|s| !s.is_empty()),
+        request.new_session,
+    ) {
+        (Some(id), _) => {
+            Some(SessionId::parse(&id).map_err(|e| invalid("session_id", e.to_string()))?)
+        }
         (None, true) => Some(SessionId::generate()),
         (None, false) => None,
     };
     let model = Some(request.model).filter(|m| !m.is_empty());
-    Ok(AgentRequest { model, messages, params, client_tools, tool_choice, session })
+    Ok(AgentRequest {
+        model,
+        messages,
+        params,
+        client_tools,
+        tool_choice,
+        session,
+    })
 }
 
 /// A proto message as a core message, checked.
@@ -303,9 +315,17 @@ pub fn response_to_pb(r: AgentResponse) -> pb::ChatResponse {
 pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
     use pb::chat_event::Event;
     let event = match event {
-        AgentEvent::Start { id, model, created, session_id } => {
-            Event::Start(pb::StreamStart { id, model, session_id, created })
-        }
+        AgentEvent::Start {
+            id,
+            model,
+            created,
+            session_id,
+        } => Event::Start(pb::StreamStart {
+            id,
+            model,
+            session_id,
+            created,
+        }),
         AgentEvent::Content(text) => Event::Content(pb::ContentDelta { text }),
         AgentEvent::ToolCallStarted {
             id,

@@ -157,7 +157,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(pb::ListToolsResponse { tools, servers }))
     }
 
-    async fn get_session(&self, request: Request<pb::GetSessionRequest>) -> Result<Response<pb::Session>, Status> {
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
         self.authorize(request.metadata())?;
         let id = convert::session_id(&request.get_ref().session_id)?;
         let session = self.inner.agent.session(&id).await?;

@@ -41,7 +41,9 @@ impl From<CoreError> for Status {
                 status(Code::FailedPrecondition, "not_configured", message, None)
             }
             CoreError::Upstream(e) => upstream(e),
-            CoreError::SessionNotFound(_) => status(Code::NotFound, "session_not_found", message, None),
+            CoreError::SessionNotFound(_) => {
+                status(Code::NotFound, "session_not_found", message, None)
+            }
             CoreError::Session(e) => session(e),
             CoreError::Cancelled => status(Code::Cancelled, "cancelled", message, None),
             CoreError::DeadlineExceeded => {
@@ -63,15 +65,21 @@ fn session(error: SessionError) -> Status {
     let retry = Some(Duration::from_secs(1));
     match error {
         SessionError::InvalidId { .. } => {
-            let mut details = ErrorDetails::with_bad_request_violation("session_id", message.clone());
+            let mut details =
+                ErrorDetails::with_bad_request_violation("session_id", message.clone());
             details.set_error_info("invalid_request", DOMAIN, HashMap::new());
             Status::with_error_details(Code::InvalidArgument, message, details)
         }
         SessionError::Busy { .. } => status(Code::Aborted, "session_busy", message, retry),
         SessionError::LockLost { .. } => status(Code::Aborted, "session_lock_lost", message, retry),
-        SessionError::UnsupportedUrl { .. } | SessionError::Open { .. } | SessionError::Backend(_) => {
-            status(Code::Unavailable, "session_store_unavailable", message, retry)
-        }
+        SessionError::UnsupportedUrl { .. }
+        | SessionError::Open { .. }
+        | SessionError::Backend(_) => status(
+            Code::Unavailable,
+            "session_store_unavailable",
+            message,
+            retry,
+        ),
         SessionError::Corrupt { .. } => status(Code::DataLoss, "session_corrupt", message, None),
     }
 }

@@ -59,7 +59,10 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/chat", post(simple::chat))
         .route("/chat/stream", post(simple::chat_stream))
-        .route("/sessions/{id}", get(simple::get_session).delete(simple::delete_session))
+        .route(
+            "/sessions/{id}",
+            get(simple::get_session).delete(simple::delete_session),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

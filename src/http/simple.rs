@@ -5,8 +5,8 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::StatusCode,
     http::HeaderMap,
+    http::StatusCode,
     response::{IntoResponse, Response, sse},
 };
 use futures::StreamExt;
@@ -95,7 +95,11 @@ pub async fn get_session(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request = pb::GetSessionRequest { session_id: id };
-    let s = state.api.get_session(grpc_request(request, &headers)).await?.into_inner();
+    let s = state
+        .api
+        .get_session(grpc_request(request, &headers))
+        .await?
+        .into_inner();
     let messages: Vec<_> = s.messages.iter().map(message_json).collect();
     Ok(Json(json!({
         "id": s.id,
@@ -112,7 +116,10 @@ pub async fn delete_session(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let request = pb::DeleteSessionRequest { session_id: id };
-    state.api.delete_session(grpc_request(request, &headers)).await?;
+    state
+        .api
+        .delete_session(grpc_request(request, &headers))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
