@@ -158,7 +158,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
-    telemetry::init(&config.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -167,6 +166,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let telemetry = telemetry::init_service(&config.log);
         let listeners = Listeners::bind(&config).await?;
         let shutdown = CancellationToken::new();
         let trigger = shutdown.clone();
@@ -174,7 +174,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             server::shutdown_signal().await;
             trigger.cancel();
         });
-        server::run(config, listeners, shutdown).await
+        let result = server::run(config, listeners, shutdown).await;
+        // Last: flush the spans of the drain itself.
+        telemetry.shutdown();
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -103,7 +103,7 @@ pub async fn run(
     let agent = Agent::new(AgentParts {
         llm,
         hub: hub.clone(),
-        sessions,
+        sessions: sessions.clone(),
         models: ModelTable::from_config(&config),
         settings: config.agent.clone(),
         lock_timeout: config.sessions.lock_timeout,
@@ -122,6 +122,8 @@ pub async fn run(
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
     let grpc = tonic::transport::Server::builder()
+        .trace_fn(crate::grpc::observe::span)
+        .layer(crate::grpc::observe::MetricsLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -160,7 +162,12 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = stop_watch.cancelled() => break,
-                _ = tick.tick() => report_servers(&board, watched.as_ref()),
+                _ = tick.tick() => {
+                    report_servers(&board, watched.as_ref());
+                    if let Ok(Some(n)) = sessions.count().await {
+                        crate::telemetry::metrics::metrics().sessions_stored.set(i64::try_from(n).unwrap_or(i64::MAX));
+                    }
+                }
             }
         }
     });
@@ -206,7 +213,9 @@ pub async fn run(
 
 /// Puts each MCP server's state on the readiness board (`mcp:<name>`).
 fn report_servers(readiness: &Readiness, hub: &dyn ToolHub) {
+    let metrics = crate::telemetry::metrics::metrics();
     for s in hub.servers() {
+        metrics.set_server(&s.name, s.state == "ready", s.restarts);
         let detail = match &s.error {
             Some(e) => format!("{} ({}): {e}", s.state, s.transport),
             None => format!(

@@ -21,6 +21,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use models::{ModelRoute, ModelTable};
 pub use types::{AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, TurnUsage};
@@ -120,7 +121,10 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Result<AgentResponse, CoreError> {
         let route = self.inner.models.resolve(request.model.as_deref())?;
-        session::run(&self.inner, route, request, cancel, None).await
+        let span = run_span(&route.id, &request);
+        session::run(&self.inner, route, request, cancel, None)
+            .instrument(span)
+            .await
     }
 
     /// Runs a turn on a producer task, streaming its events. Dropping the receiver cancels
@@ -133,34 +137,48 @@ impl Agent {
         let route = self.inner.models.resolve(request.model.as_deref())?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let events = tx.clone();
-            let run = async {
-                let result =
-                    session::run(&inner, route, request, cancel.clone(), Some(&events)).await;
-                match result {
-                    Ok(response) => {
-                        let _ = events.send(Ok(AgentEvent::Done(Box::new(response)))).await;
+        let span = run_span(&route.id, &request);
+        tokio::spawn(
+            async move {
+                let events = tx.clone();
+                let run = async {
+                    let result =
+                        session::run(&inner, route, request, cancel.clone(), Some(&events)).await;
+                    match result {
+                        Ok(response) => {
+                            let _ = events.send(Ok(AgentEvent::Done(Box::new(response)))).await;
+                        }
+                        Err(e) => {
+                            let _ = events.send(Err(e)).await;
+                        }
                     }
-                    Err(e) => {
-                        let _ = events.send(Err(e)).await;
-                    }
-                }
-            };
-            tokio::pin!(run);
-            let mut watching = true;
-            loop {
-                tokio::select! {
-                    biased;
-                    () = &mut run => break,
-                    () = tx.closed(), if watching => {
-                        // The client is gone: stop the work; the turn observes the token.
-                        cancel.cancel();
-                        watching = false;
+                };
+                tokio::pin!(run);
+                let mut watching = true;
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut run => break,
+                        () = tx.closed(), if watching => {
+                            // The client is gone: stop the work; the turn observes the token.
+                            cancel.cancel();
+                            watching = false;
+                        }
                     }
                 }
             }
-        });
+            .instrument(span),
+        );
         Ok(rx)
     }
+}
+
+/// The span of one agent run (a turn), child of the request's span.
+fn run_span(model: &str, request: &AgentRequest) -> tracing::Span {
+    tracing::info_span!(
+        "agent.run",
+        model = %model,
+        session = request.session.as_ref().map_or("", |s| s.as_str()),
+        messages = request.messages.len(),
+    )
 }

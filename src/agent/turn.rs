@@ -21,11 +21,13 @@ use crate::{
     config::ToolMode,
     error::CoreError,
     llm::{
-        Completion, CompletionRequest, FinishReason, LlmEvent, Message, Role, ToolCall, ToolChoice,
-        ToolDef,
+        Completion, CompletionRequest, FinishReason, LlmError, LlmEvent, Message, Role, ToolCall,
+        ToolChoice, ToolDef,
     },
     mcp::{ToolOutcome, ToolSpec},
+    telemetry::metrics,
 };
+use tracing::Instrument;
 
 /// How long cancelled tool calls get to notify their servers before they are dropped.
 const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
@@ -328,10 +330,74 @@ impl<'a> Turn<'a> {
     }
 
     /// One upstream call; in a streamed native turn, content deltas go out as they arrive.
+    /// One upstream call in its `llm.call` span, counted in the upstream metrics.
     async fn call_llm(
         &self,
         request: &CompletionRequest,
         mode: ToolMode,
+    ) -> Result<Completion, CoreError> {
+        let span = tracing::info_span!(
+            "llm.call",
+            otel.kind = "client",
+            model = %self.route.upstream_model,
+            stream = self.events.is_some(),
+            status = tracing::field::Empty,
+            prompt_tokens = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self
+            .call_llm_inner(request, mode, started)
+            .instrument(span.clone())
+            .await;
+        let m = metrics::metrics();
+        let model = self.route.id.clone();
+        let outcome = match &result {
+            Ok(completion) => {
+                if let Some(u) = completion.usage {
+                    span.record("prompt_tokens", u.prompt_tokens);
+                    span.record("completion_tokens", u.completion_tokens);
+                    let tokens = |direction| metrics::TokenLabels {
+                        model: model.clone(),
+                        direction,
+                    };
+                    m.tokens
+                        .get_or_create(&tokens("prompt"))
+                        .inc_by(u64::from(u.prompt_tokens));
+                    m.tokens
+                        .get_or_create(&tokens("completion"))
+                        .inc_by(u64::from(u.completion_tokens));
+                }
+                "ok"
+            }
+            Err(CoreError::Upstream(LlmError::Connect { .. })) => "connect_error",
+            Err(CoreError::Upstream(LlmError::Timeout { .. })) => "timeout",
+            Err(CoreError::Upstream(LlmError::Status { status, .. })) if *status < 500 => {
+                "client_error"
+            }
+            Err(CoreError::Upstream(LlmError::Status { .. })) => "server_error",
+            Err(CoreError::Upstream(LlmError::BadResponse(_))) => "bad_response",
+            Err(CoreError::Upstream(LlmError::Stream(_))) => "stream_error",
+            Err(CoreError::Cancelled) => "cancelled",
+            Err(_) => "error",
+        };
+        span.record("status", outcome);
+        m.upstream_duration
+            .get_or_create(&metrics::ModelLabels {
+                model: model.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        m.upstream_requests
+            .get_or_create(&metrics::UpstreamLabels { model, outcome })
+            .inc();
+        result
+    }
+
+    async fn call_llm_inner(
+        &self,
+        request: &CompletionRequest,
+        mode: ToolMode,
+        started: Instant,
     ) -> Result<Completion, CoreError> {
         let fitted = self.fit_context(request);
         let request = fitted.as_ref().unwrap_or(request);
@@ -349,10 +415,20 @@ impl<'a> Turn<'a> {
         let mut stream = self
             .cancellable(async { llm.stream(endpoint, request).await.map_err(CoreError::from) })
             .await?;
+        let mut first = true;
         loop {
             let next = self.cancellable(async { Ok(stream.next().await) }).await?;
             match next {
                 Some(Ok(LlmEvent::Content(text))) => {
+                    if first {
+                        first = false;
+                        metrics::metrics()
+                            .upstream_first_token
+                            .get_or_create(&metrics::ModelLabels {
+                                model: self.route.id.clone(),
+                            })
+                            .observe(started.elapsed().as_secs_f64());
+                    }
                     if mode == ToolMode::Native && !text.is_empty() {
                         self.emit(AgentEvent::Content(text)).await;
                     }
@@ -406,20 +482,35 @@ impl<'a> Turn<'a> {
             let hub = self.inner.hub.clone();
             let cancel = self.cancel.child_token();
             let prepared = prepare(call, spec, offer);
-            pending.push(async move {
-                let started = Instant::now();
-                let outcome = match prepared {
-                    Ok(arguments) => hub.call(&call.name, arguments, cancel).await,
-                    Err(text) => ToolOutcome {
-                        server: String::new(),
-                        tool: call.name.clone(),
-                        ok: false,
-                        text,
-                        duration: started.elapsed(),
-                    },
-                };
-                (index, outcome)
-            });
+            let span = tracing::info_span!(
+                "tool.call",
+                server = %spec.map_or("", |s| s.server.as_str()),
+                tool = %spec.map_or(call.name.as_str(), |s| s.tool.as_str()),
+                outcome = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            );
+            pending.push(
+                async move {
+                    let started = Instant::now();
+                    let outcome = match prepared {
+                        Ok(arguments) => {
+                            let _in_flight =
+                                metrics::GaugeGuard::new(&metrics::metrics().tool_calls_in_flight);
+                            hub.call(&call.name, arguments, cancel).await
+                        }
+                        Err(text) => ToolOutcome {
+                            server: String::new(),
+                            tool: call.name.clone(),
+                            ok: false,
+                            text,
+                            duration: started.elapsed(),
+                        },
+                    };
+                    record_tool(&outcome);
+                    (index, outcome)
+                }
+                .instrument(span),
+            );
         }
         loop {
             let next = tokio::select! {
@@ -490,6 +581,36 @@ fn prepare(call: &ToolCall, spec: Option<&ToolSpec>, offer: &Offer) -> Result<Va
             "the arguments are not valid JSON ({e}); send a JSON object"
         )),
     }
+}
+
+/// Puts a finished call on its span and in the tool metrics.
+fn record_tool(outcome: &ToolOutcome) {
+    let label = if outcome.ok { "ok" } else { "error" };
+    let span = tracing::Span::current();
+    span.record("outcome", label);
+    span.record(
+        "duration_ms",
+        u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+    );
+    let m = metrics::metrics();
+    let server = if outcome.server.is_empty() {
+        "none".to_string()
+    } else {
+        outcome.server.clone()
+    };
+    m.tool_duration
+        .get_or_create(&metrics::ToolTimeLabels {
+            server: server.clone(),
+            tool: outcome.tool.clone(),
+        })
+        .observe(outcome.duration.as_secs_f64());
+    m.tool_calls
+        .get_or_create(&metrics::ToolLabels {
+            server,
+            tool: outcome.tool.clone(),
+            outcome: label,
+        })
+        .inc();
 }
 
 fn finish_of(reason: &FinishReason) -> Finish {

@@ -3,6 +3,7 @@
 //! deadlines therefore live in these methods, not in a tonic interceptor.
 
 pub mod convert;
+pub mod observe;
 pub mod status;
 
 use std::{
@@ -188,6 +189,7 @@ fn event_stream(
     struct State {
         rx: crate::agent::AgentStream,
         _guard: tokio_util::sync::DropGuard,
+        _active: crate::telemetry::metrics::GaugeGuard,
         cancel: CancellationToken,
         deadline: Option<Instant>,
         done: bool,
@@ -195,6 +197,9 @@ fn event_stream(
     let state = State {
         rx,
         _guard: cancel.clone().drop_guard(),
+        _active: crate::telemetry::metrics::GaugeGuard::new(
+            &crate::telemetry::metrics::metrics().active_streams,
+        ),
         cancel,
         deadline,
         done: false,

@@ -14,7 +14,7 @@ mod sse;
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -26,7 +26,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{grpc::ChatApi, readiness::Readiness};
+use crate::{grpc::ChatApi, readiness::Readiness, telemetry::metrics};
 pub use error::ApiError;
 
 /// What the gateway holds: the gRPC service implementation and the readiness board.
@@ -54,6 +54,7 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         .route("/", get(welcome))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{id}", get(openai::get_model))
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -72,10 +73,8 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         None => routes,
     };
     routes
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        .layer(axum::middleware::from_fn(track))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -107,7 +106,8 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// key (auth is checked once, in the service), the request id and the trace context.
 pub(crate) fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    for name in ["authorization", "x-request-id", "traceparent", "tracestate"] {
+    // The trace context needs no copy: the in-process call runs inside the HTTP span.
+    for name in ["authorization", "x-request-id"] {
         if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
             && let Ok(v) = value.parse()
         {
@@ -144,6 +144,7 @@ async fn welcome() -> Json<serde_json::Value> {
             "GET /": "this document",
             "GET /healthz": "liveness",
             "GET /readyz": "readiness with per-component status",
+            "GET /metrics": "Prometheus metrics",
             "POST /chat": "Simplified API: {\"message\", \"session_id\"?} -> {\"response\", \"session_id\"}",
             "POST /chat/stream": "Simplified API as SSE events: start, delta, tool_call, tool_result, done, error",
             "GET /sessions/{id}": "a stored conversation",
@@ -167,6 +168,67 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(report)).into_response()
+}
+
+/// The request's span: its matched route (never the raw path) and request id, parented on
+/// an incoming W3C `traceparent`.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = %route,
+        request_id = %id,
+    );
+    crate::telemetry::propagation::set_parent_from(&span, req.headers());
+    span
+}
+
+/// Counts the request and its latency to the response head, by route template.
+async fn track(req: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let response = next.run(req).await;
+    let m = metrics::metrics();
+    let labels = metrics::RouteLabels { route, method };
+    m.http_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    let status = response.status().as_u16();
+    m.http_requests
+        .get_or_create(&metrics::HttpLabels {
+            route: labels.route,
+            method: labels.method,
+            status,
+        })
+        .inc();
+    response
+}
+
+async fn metrics() -> Response {
+    let body = metrics::metrics().render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -273,6 +273,7 @@ fn headers(endpoint: &Endpoint, stream: bool) -> Result<HeaderMap, String> {
         value.set_sensitive(true);
         headers.insert(name, value);
     }
+    crate::telemetry::propagation::inject_current(&mut headers);
     Ok(headers)
 }
 

@@ -1,0 +1,283 @@
+//! Prometheus metrics (OpenMetrics text at `GET /metrics`): one process-wide registry of
+//! the families below. Labels are bounded: routes are templates, gRPC methods are the
+//! service's own, models/servers/tools come from the configuration; never session ids or
+//! raw paths.
+
+use std::sync::LazyLock;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Registry, Unit},
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub method: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub model: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub model: String,
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    pub server: String,
+    pub tool: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolTimeLabels {
+    pub server: String,
+    pub tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub server: String,
+}
+
+fn latency() -> Histogram {
+    // 1 ms … ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// Every metric family of the process.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub grpc_requests: Family<GrpcLabels, Counter>,
+    pub grpc_duration: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
+    pub upstream_duration: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub upstream_first_token: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub tool_calls: Family<ToolLabels, Counter>,
+    pub tool_duration: Family<ToolTimeLabels, Histogram, fn() -> Histogram>,
+    pub tool_calls_in_flight: Gauge,
+    pub active_streams: Gauge,
+    pub mcp_server_up: Family<ServerLabels, Gauge>,
+    pub mcp_server_restarts: Family<ServerLabels, Counter>,
+    pub sessions_stored: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcp_chat");
+        let m = Metrics {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency),
+            grpc_requests: Family::default(),
+            grpc_duration: Family::new_with_constructor(latency),
+            upstream_requests: Family::default(),
+            upstream_duration: Family::new_with_constructor(latency),
+            upstream_first_token: Family::new_with_constructor(latency),
+            tokens: Family::default(),
+            tool_calls: Family::default(),
+            tool_duration: Family::new_with_constructor(latency),
+            tool_calls_in_flight: Gauge::default(),
+            active_streams: Gauge::default(),
+            mcp_server_up: Family::default(),
+            mcp_server_restarts: Family::default(),
+            sessions_stored: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            m.http_requests.clone(),
+        );
+        r.register_with_unit(
+            "http_request_duration",
+            "HTTP request latency to the response head",
+            Unit::Seconds,
+            m.http_duration.clone(),
+        );
+        r.register(
+            "grpc_requests",
+            "gRPC requests by method and status code",
+            m.grpc_requests.clone(),
+        );
+        r.register_with_unit(
+            "grpc_request_duration",
+            "gRPC request latency to the response head",
+            Unit::Seconds,
+            m.grpc_duration.clone(),
+        );
+        r.register(
+            "upstream_requests",
+            "Upstream LLM calls by model and outcome",
+            m.upstream_requests.clone(),
+        );
+        r.register_with_unit(
+            "upstream_request_duration",
+            "Upstream LLM call latency",
+            Unit::Seconds,
+            m.upstream_duration.clone(),
+        );
+        r.register_with_unit(
+            "upstream_time_to_first_token",
+            "Streamed upstream calls: time to the first content",
+            Unit::Seconds,
+            m.upstream_first_token.clone(),
+        );
+        r.register(
+            "tokens",
+            "Tokens by model and direction (prompt, completion)",
+            m.tokens.clone(),
+        );
+        r.register(
+            "tool_calls",
+            "MCP tool calls by server, tool and outcome",
+            m.tool_calls.clone(),
+        );
+        r.register_with_unit(
+            "tool_call_duration",
+            "MCP tool call latency",
+            Unit::Seconds,
+            m.tool_duration.clone(),
+        );
+        r.register(
+            "tool_calls_in_flight",
+            "MCP tool calls running now",
+            m.tool_calls_in_flight.clone(),
+        );
+        r.register(
+            "active_streams",
+            "Streamed chat responses open now",
+            m.active_streams.clone(),
+        );
+        r.register(
+            "mcp_server_up",
+            "1 when the MCP server is ready",
+            m.mcp_server_up.clone(),
+        );
+        r.register(
+            "mcp_server_restarts",
+            "Restarts of the MCP server since start-up",
+            m.mcp_server_restarts.clone(),
+        );
+        r.register(
+            "sessions_stored",
+            "Stored sessions (where the store can count them cheaply)",
+            m.sessions_stored.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The OpenMetrics text of every family.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Sets an MCP server's state gauges from its status.
+    pub fn set_server(&self, server: &str, up: bool, restarts: u32) {
+        let labels = ServerLabels {
+            server: server.to_string(),
+        };
+        self.mcp_server_up.get_or_create(&labels).set(i64::from(up));
+        let counter = self.mcp_server_restarts.get_or_create(&labels);
+        let seen = counter.get();
+        if u64::from(restarts) > seen {
+            counter.inc_by(u64::from(restarts) - seen);
+        }
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Increments a gauge now and decrements it when dropped.
+pub struct GaugeGuard(&'static Gauge);
+
+impl GaugeGuard {
+    pub fn new(gauge: &'static Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_the_prefix() {
+        let m = metrics();
+        m.tokens
+            .get_or_create(&TokenLabels {
+                model: "render-test".into(),
+                direction: "prompt",
+            })
+            .inc_by(3);
+        m.set_server("render-test", true, 2);
+        m.set_server("render-test", true, 2);
+        let text = m.render();
+        assert!(
+            text.contains("mcp_chat_tokens_total{model=\"render-test\",direction=\"prompt\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mcp_chat_mcp_server_restarts_total{server=\"render-test\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE mcp_chat_http_request_duration_seconds histogram"),
+            "{text}"
+        );
+    }
+}

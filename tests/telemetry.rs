@@ -1,0 +1,322 @@
+//! Operations end to end: the span tree of a chat with a tool call arrives at an OTLP
+//! collector (an in-process tonic server) under the caller's `traceparent`, the upstream
+//! receives the same trace, and `/metrics` has every family with bounded labels.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/service.rs"]
+mod service;
+#[path = "support/upstream.rs"]
+mod upstream;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+    trace::v1::Span,
+};
+use serde_json::json;
+use service::{Service, dir_with_fixture};
+use upstream::{Answer, FakeUpstream, Reply};
+
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_chat_with_a_tool_call_exports_the_span_tree_under_the_callers_trace() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(collector.clone()))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+    tokio::spawn(server);
+
+    let fake = FakeUpstream::with([
+        Reply::answer(Answer::text(&[]).tool_call("c1", "add", &["{\"a\": 1, \"b\": 2}"])),
+        Reply::text(&["3"]),
+    ])
+    .await;
+    let svc = Service::start_in(
+        dir_with_fixture(),
+        &[
+            ("OPENAI_BASE_URL", &fake.base_url),
+            ("DEFAULT_MODEL", "test-model"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_SERVICE_NAME", "mcp-chat-test"),
+        ],
+        &[],
+    )
+    .await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_id = "00f067aa0ba902b7";
+    let body = json!({"messages": [{"role": "user", "content": "1+2?"}]});
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .header("traceparent", format!("00-{trace_id}-{parent_id}-01"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Wait for the batch exporter.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let spans = loop {
+        let spans: Vec<Span> = collector
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| hex(&s.trace_id) == trace_id)
+            .cloned()
+            .collect();
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        if names.contains(&"tool.call")
+            && names.iter().filter(|n| **n == "llm.call").count() == 2
+            && names.iter().any(|n| n.starts_with("POST"))
+        {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "spans seen: {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_name = |name: &'static str| spans.iter().filter(move |s| s.name == name);
+    let http = spans
+        .iter()
+        .find(|s| s.name == "POST /v1/chat/completions")
+        .unwrap();
+    assert_eq!(
+        hex(&http.parent_span_id),
+        parent_id,
+        "the HTTP span continues the caller's trace"
+    );
+    let run = by_name("agent.run").next().unwrap();
+    assert_eq!(run.parent_span_id, http.span_id);
+    for llm in by_name("llm.call") {
+        assert_eq!(llm.parent_span_id, run.span_id);
+        let attrs: HashMap<_, _> = llm
+            .attributes
+            .iter()
+            .map(|a| (a.key.as_str(), format!("{:?}", a.value)))
+            .collect();
+        assert!(
+            attrs["model"].contains("test-model") && attrs["status"].contains("ok"),
+            "{attrs:?}"
+        );
+    }
+    let tool = by_name("tool.call").next().unwrap();
+    assert_eq!(tool.parent_span_id, run.span_id);
+    let attrs: Vec<_> = tool
+        .attributes
+        .iter()
+        .map(|a| format!("{}={:?}", a.key, a.value))
+        .collect();
+    assert!(
+        attrs
+            .iter()
+            .any(|a| a.starts_with("server=") && a.contains("fx")),
+        "{attrs:?}"
+    );
+    assert!(
+        attrs
+            .iter()
+            .any(|a| a.starts_with("outcome=") && a.contains("ok")),
+        "{attrs:?}"
+    );
+
+    // The upstream got the same trace, with an llm.call span as parent.
+    for request in fake.requests() {
+        let header = request.headers["traceparent"].to_str().unwrap().to_string();
+        let parts: Vec<&str> = header.split('-').collect();
+        assert_eq!(parts[1], trace_id, "{header}");
+        assert!(
+            by_name("llm.call").any(|s| hex(&s.span_id) == parts[2]),
+            "{header}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_every_family_with_bounded_labels() {
+    let fake = FakeUpstream::with([
+        Reply::answer(
+            Answer::text(&[])
+                .tool_call("c1", "add", &["{\"a\": 1, \"b\": 2}"])
+                .usage(11, 3),
+        ),
+        Reply::answer(Answer::text(&["3"]).usage(20, 1)),
+    ])
+    .await;
+    let svc = Service::start_in(
+        dir_with_fixture(),
+        &[
+            ("OPENAI_BASE_URL", &fake.base_url),
+            ("DEFAULT_MODEL", "test-model"),
+        ],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let body = json!({"messages": [{"role": "user", "content": "1+2?"}], "stream": true});
+    let text = http
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("[DONE]"));
+    http.get(format!("{}/no/such/thing/42", svc.http()))
+        .send()
+        .await
+        .unwrap();
+    let mut grpc = mcp_chat::pb::chat_service_client::ChatServiceClient::connect(svc.grpc())
+        .await
+        .unwrap();
+    grpc.list_models(mcp_chat::pb::ListModelsRequest {})
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the server-state gauges refresh each second
+
+    let response = http
+        .get(format!("{}/metrics", svc.http()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let find = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("{name} {labels:?} missing in:\n{text}"))
+            .clone()
+    };
+    let value = |s: &prometheus_parse::Sample| match s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    };
+    let requests = find(
+        "mcp_chat_http_requests_total",
+        &[
+            ("route", "/v1/chat/completions"),
+            ("method", "POST"),
+            ("status", "200"),
+        ],
+    );
+    assert_eq!(value(&requests), 1.0);
+    find(
+        "mcp_chat_http_requests_total",
+        &[("route", "unmatched"), ("status", "404")],
+    );
+    assert!(
+        !text.contains("/no/such/thing"),
+        "raw paths never become labels"
+    );
+    find(
+        "mcp_chat_http_request_duration_seconds_count",
+        &[("route", "/v1/chat/completions")],
+    );
+    find(
+        "mcp_chat_grpc_requests_total",
+        &[
+            ("method", "mcpchat.v1.ChatService/ListModels"),
+            ("code", "0"),
+        ],
+    );
+    find(
+        "mcp_chat_grpc_request_duration_seconds_count",
+        &[("method", "mcpchat.v1.ChatService/ListModels")],
+    );
+    assert_eq!(
+        value(&find(
+            "mcp_chat_upstream_requests_total",
+            &[("model", "test-model"), ("outcome", "ok")]
+        )),
+        2.0
+    );
+    find(
+        "mcp_chat_upstream_request_duration_seconds_count",
+        &[("model", "test-model")],
+    );
+    find(
+        "mcp_chat_upstream_time_to_first_token_seconds_count",
+        &[("model", "test-model")],
+    );
+    assert_eq!(
+        value(&find(
+            "mcp_chat_tokens_total",
+            &[("model", "test-model"), ("direction", "prompt")]
+        )),
+        31.0
+    );
+    assert_eq!(
+        value(&find(
+            "mcp_chat_tokens_total",
+            &[("model", "test-model"), ("direction", "completion")]
+        )),
+        4.0
+    );
+    assert_eq!(
+        value(&find(
+            "mcp_chat_tool_calls_total",
+            &[("server", "fx"), ("tool", "add"), ("outcome", "ok")]
+        )),
+        1.0
+    );
+    find(
+        "mcp_chat_tool_call_duration_seconds_count",
+        &[("server", "fx"), ("tool", "add")],
+    );
+    assert_eq!(value(&find("mcp_chat_tool_calls_in_flight", &[])), 0.0);
+    assert_eq!(value(&find("mcp_chat_active_streams", &[])), 0.0);
+    assert_eq!(
+        value(&find("mcp_chat_mcp_server_up", &[("server", "fx")])),
+        1.0
+    );
+    find("mcp_chat_mcp_server_restarts_total", &[("server", "fx")]);
+    find("mcp_chat_sessions_stored", &[]);
+}
