@@ -266,6 +266,12 @@ mod tests {
             .inc_by(3);
         m.set_server("render-test", true, 2);
         m.set_server("render-test", true, 2);
+        m.http_duration
+            .get_or_create(&RouteLabels {
+                route: "/render-test".into(),
+                method: "GET".into(),
+            })
+            .observe(0.01);
         let text = m.render();
         assert!(
             text.contains("mcp_chat_tokens_total{model=\"render-test\",direction=\"prompt\"} 3"),
