@@ -5,11 +5,9 @@
 use std::{
     collections::HashMap,
     sync::Arc,
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use futures::{StreamExt, stream::FuturesUnordered};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,17 +18,15 @@ use super::{
 use crate::{
     config::ToolMode,
     error::CoreError,
-    llm::{
-        Completion, CompletionRequest, FinishReason, LlmError, LlmEvent, Message, Role, ToolCall,
-        ToolChoice, ToolDef,
-    },
-    mcp::{ToolOutcome, ToolSpec},
-    telemetry::metrics,
+    llm::{CompletionRequest, FinishReason, Message, Role, ToolCall, ToolChoice, ToolDef},
+    mcp::ToolSpec,
 };
-use tracing::Instrument;
 
 /// How long cancelled tool calls get to notify their servers before they are dropped.
 const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+mod llm_call;
+mod tools;
 
 type Events<'a> = Option<&'a mpsc::Sender<Result<AgentEvent, CoreError>>>;
 
@@ -228,32 +224,6 @@ impl<'a> Turn<'a> {
             .map(|s| s.as_str().to_string())
     }
 
-    /// The request with the oldest history dropped when it would not fit the model's
-    /// context window (0 = unknown: never trimmed). Leaves room for the answer.
-    fn fit_context(&self, request: &CompletionRequest) -> Option<CompletionRequest> {
-        let window = self.route.context_window;
-        if window == 0 {
-            return None;
-        }
-        let reserve = request
-            .params
-            .max_tokens
-            .unwrap_or(window / 4)
-            .min(window / 2);
-        let trimmed = crate::sessions::trim_to_budget(&request.messages, window - reserve);
-        if trimmed.len() == request.messages.len() {
-            return None;
-        }
-        tracing::info!(turn = %self.id, dropped = request.messages.len() - trimmed.len(), "trimmed the history to fit the context window");
-        Some(CompletionRequest {
-            model: request.model.clone(),
-            messages: trimmed,
-            tools: request.tools.clone(),
-            tool_choice: request.tool_choice.clone(),
-            params: request.params.clone(),
-        })
-    }
-
     /// The tools offered: MCP tools (minus names a client tool shadows) and client tools.
     fn offer(&self) -> Offer {
         let client = self.request.client_tools.clone();
@@ -329,121 +299,6 @@ impl<'a> Turn<'a> {
         }
     }
 
-    /// One upstream call; in a streamed native turn, content deltas go out as they arrive.
-    /// One upstream call in its `llm.call` span, counted in the upstream metrics.
-    async fn call_llm(
-        &self,
-        request: &CompletionRequest,
-        mode: ToolMode,
-    ) -> Result<Completion, CoreError> {
-        let span = tracing::info_span!(
-            "llm.call",
-            otel.kind = "client",
-            model = %self.route.upstream_model,
-            stream = self.events.is_some(),
-            status = tracing::field::Empty,
-            prompt_tokens = tracing::field::Empty,
-            completion_tokens = tracing::field::Empty,
-        );
-        let started = Instant::now();
-        let result = self
-            .call_llm_inner(request, mode, started)
-            .instrument(span.clone())
-            .await;
-        let m = metrics::metrics();
-        let model = self.route.id.clone();
-        let outcome = match &result {
-            Ok(completion) => {
-                if let Some(u) = completion.usage {
-                    span.record("prompt_tokens", u.prompt_tokens);
-                    span.record("completion_tokens", u.completion_tokens);
-                    let tokens = |direction| metrics::TokenLabels {
-                        model: model.clone(),
-                        direction,
-                    };
-                    m.tokens
-                        .get_or_create(&tokens("prompt"))
-                        .inc_by(u64::from(u.prompt_tokens));
-                    m.tokens
-                        .get_or_create(&tokens("completion"))
-                        .inc_by(u64::from(u.completion_tokens));
-                }
-                "ok"
-            }
-            Err(CoreError::Upstream(LlmError::Connect { .. })) => "connect_error",
-            Err(CoreError::Upstream(LlmError::Timeout { .. })) => "timeout",
-            Err(CoreError::Upstream(LlmError::Status { status, .. })) if *status < 500 => {
-                "client_error"
-            }
-            Err(CoreError::Upstream(LlmError::Status { .. })) => "server_error",
-            Err(CoreError::Upstream(LlmError::BadResponse(_))) => "bad_response",
-            Err(CoreError::Upstream(LlmError::Stream(_))) => "stream_error",
-            Err(CoreError::Cancelled) => "cancelled",
-            Err(_) => "error",
-        };
-        span.record("status", outcome);
-        m.upstream_duration
-            .get_or_create(&metrics::ModelLabels {
-                model: model.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        m.upstream_requests
-            .get_or_create(&metrics::UpstreamLabels { model, outcome })
-            .inc();
-        result
-    }
-
-    async fn call_llm_inner(
-        &self,
-        request: &CompletionRequest,
-        mode: ToolMode,
-        started: Instant,
-    ) -> Result<Completion, CoreError> {
-        let fitted = self.fit_context(request);
-        let request = fitted.as_ref().unwrap_or(request);
-        let llm = &self.inner.llm;
-        let endpoint = &self.route.endpoint;
-        if self.events.is_none() {
-            return self
-                .cancellable(async {
-                    llm.complete(endpoint, request)
-                        .await
-                        .map_err(CoreError::from)
-                })
-                .await;
-        }
-        let mut stream = self
-            .cancellable(async { llm.stream(endpoint, request).await.map_err(CoreError::from) })
-            .await?;
-        let mut first = true;
-        loop {
-            let next = self.cancellable(async { Ok(stream.next().await) }).await?;
-            match next {
-                Some(Ok(LlmEvent::Content(text))) => {
-                    if first {
-                        first = false;
-                        metrics::metrics()
-                            .upstream_first_token
-                            .get_or_create(&metrics::ModelLabels {
-                                model: self.route.id.clone(),
-                            })
-                            .observe(started.elapsed().as_secs_f64());
-                    }
-                    if mode == ToolMode::Native && !text.is_empty() {
-                        self.emit(AgentEvent::Content(text)).await;
-                    }
-                }
-                Some(Ok(LlmEvent::Done(completion))) => return Ok(completion),
-                Some(Err(e)) => return Err(e.into()),
-                None => {
-                    return Err(CoreError::Upstream(crate::llm::LlmError::Stream(
-                        "the upstream stream ended without a final answer".into(),
-                    )));
-                }
-            }
-        }
-    }
-
     fn prompt_call(&self, reply: &str, offer: &Offer, iteration: u32) -> Vec<ToolCall> {
         if self.request.tool_choice == Some(ToolChoice::None) {
             return Vec::new();
@@ -459,84 +314,6 @@ impl<'a> Turn<'a> {
             }],
             None => Vec::new(),
         }
-    }
-
-    /// Runs the server-side calls concurrently; results come back in call order.
-    async fn execute(
-        &self,
-        calls: &[ToolCall],
-        offer: &Offer,
-    ) -> Result<Vec<ToolOutcome>, CoreError> {
-        let mut pending = FuturesUnordered::new();
-        let mut results: Vec<Option<ToolOutcome>> = vec![None; calls.len()];
-        for (index, call) in calls.iter().enumerate() {
-            let spec = offer.mcp.get(&call.name);
-            self.emit(AgentEvent::ToolCallStarted {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                server: spec.map(|s| s.server.clone()).unwrap_or_default(),
-                tool: spec.map(|s| s.tool.clone()).unwrap_or_default(),
-                arguments: call.arguments.clone(),
-            })
-            .await;
-            let hub = self.inner.hub.clone();
-            let cancel = self.cancel.child_token();
-            let prepared = prepare(call, spec, offer);
-            let span = tracing::info_span!(
-                "tool.call",
-                server = %spec.map_or("", |s| s.server.as_str()),
-                tool = %spec.map_or(call.name.as_str(), |s| s.tool.as_str()),
-                outcome = tracing::field::Empty,
-                duration_ms = tracing::field::Empty,
-            );
-            pending.push(
-                async move {
-                    let started = Instant::now();
-                    let outcome = match prepared {
-                        Ok(arguments) => {
-                            let _in_flight =
-                                metrics::GaugeGuard::new(&metrics::metrics().tool_calls_in_flight);
-                            hub.call(&call.name, arguments, cancel).await
-                        }
-                        Err(text) => ToolOutcome {
-                            server: String::new(),
-                            tool: call.name.clone(),
-                            ok: false,
-                            text,
-                            duration: started.elapsed(),
-                        },
-                    };
-                    record_tool(&outcome);
-                    (index, outcome)
-                }
-                .instrument(span),
-            );
-        }
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => {
-                    // Each call holds a child token, so it ends now and tells its server;
-                    // give them a moment to do so before they are dropped.
-                    let drain = async { while pending.next().await.is_some() {} };
-                    let _ = tokio::time::timeout(CANCEL_DRAIN, drain).await;
-                    return Err(CoreError::Cancelled);
-                }
-                next = pending.next() => next,
-            };
-            let Some((index, outcome)) = next else { break };
-            let call = &calls[index];
-            self.emit(AgentEvent::ToolCallFinished {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                ok: outcome.ok,
-                result: outcome.text.clone(),
-                duration: outcome.duration,
-            })
-            .await;
-            results[index] = Some(outcome);
-        }
-        Ok(results.into_iter().flatten().collect())
     }
 
     async fn emit(&self, event: AgentEvent) {
@@ -557,60 +334,6 @@ impl<'a> Turn<'a> {
             r = work => r,
         }
     }
-}
-
-/// The arguments to send, or the error text the model gets instead of a call.
-fn prepare(call: &ToolCall, spec: Option<&ToolSpec>, offer: &Offer) -> Result<Value, String> {
-    if spec.is_none() {
-        let mut names: Vec<&str> = offer.mcp.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        return Err(format!(
-            "there is no tool named {:?}; the available tools are: {}",
-            call.name,
-            names.join(", ")
-        ));
-    }
-    let text = call.arguments.trim();
-    if text.is_empty() {
-        return Ok(Value::Object(Default::default()));
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err("the arguments must be a JSON object".into()),
-        Err(e) => Err(format!(
-            "the arguments are not valid JSON ({e}); send a JSON object"
-        )),
-    }
-}
-
-/// Puts a finished call on its span and in the tool metrics.
-fn record_tool(outcome: &ToolOutcome) {
-    let label = if outcome.ok { "ok" } else { "error" };
-    let span = tracing::Span::current();
-    span.record("outcome", label);
-    span.record(
-        "duration_ms",
-        u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-    );
-    let m = metrics::metrics();
-    let server = if outcome.server.is_empty() {
-        "none".to_string()
-    } else {
-        outcome.server.clone()
-    };
-    m.tool_duration
-        .get_or_create(&metrics::ToolTimeLabels {
-            server: server.clone(),
-            tool: outcome.tool.clone(),
-        })
-        .observe(outcome.duration.as_secs_f64());
-    m.tool_calls
-        .get_or_create(&metrics::ToolLabels {
-            server,
-            tool: outcome.tool.clone(),
-            outcome: label,
-        })
-        .inc();
 }
 
 fn finish_of(reason: &FinishReason) -> Finish {

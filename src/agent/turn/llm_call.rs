@@ -1,0 +1,159 @@
+//! A turn's upstream calls: the context fit, the call in its `llm.call` span with the
+//! upstream metrics, and streamed content relayed as it arrives.
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use tracing::Instrument;
+
+use super::Turn;
+use crate::{
+    agent::AgentEvent,
+    config::ToolMode,
+    error::CoreError,
+    llm::{Completion, CompletionRequest, LlmError, LlmEvent},
+    telemetry::metrics,
+};
+
+impl Turn<'_> {
+    /// The request with the oldest history dropped when it would not fit the model's
+    /// context window (0 = unknown: never trimmed). Leaves room for the answer.
+    pub(super) fn fit_context(&self, request: &CompletionRequest) -> Option<CompletionRequest> {
+        let window = self.route.context_window;
+        if window == 0 {
+            return None;
+        }
+        let reserve = request
+            .params
+            .max_tokens
+            .unwrap_or(window / 4)
+            .min(window / 2);
+        let trimmed = crate::sessions::trim_to_budget(&request.messages, window - reserve);
+        if trimmed.len() == request.messages.len() {
+            return None;
+        }
+        tracing::info!(turn = %self.id, dropped = request.messages.len() - trimmed.len(), "trimmed the history to fit the context window");
+        Some(CompletionRequest {
+            model: request.model.clone(),
+            messages: trimmed,
+            tools: request.tools.clone(),
+            tool_choice: request.tool_choice.clone(),
+            params: request.params.clone(),
+        })
+    }
+
+    /// One upstream call; in a streamed native turn, content deltas go out as they arrive.
+    /// One upstream call in its `llm.call` span, counted in the upstream metrics.
+    pub(super) async fn call_llm(
+        &self,
+        request: &CompletionRequest,
+        mode: ToolMode,
+    ) -> Result<Completion, CoreError> {
+        let span = tracing::info_span!(
+            "llm.call",
+            otel.kind = "client",
+            model = %self.route.upstream_model,
+            stream = self.events.is_some(),
+            status = tracing::field::Empty,
+            prompt_tokens = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self
+            .call_llm_inner(request, mode, started)
+            .instrument(span.clone())
+            .await;
+        let m = metrics::metrics();
+        let model = self.route.id.clone();
+        let outcome = match &result {
+            Ok(completion) => {
+                if let Some(u) = completion.usage {
+                    span.record("prompt_tokens", u.prompt_tokens);
+                    span.record("completion_tokens", u.completion_tokens);
+                    let tokens = |direction| metrics::TokenLabels {
+                        model: model.clone(),
+                        direction,
+                    };
+                    m.tokens
+                        .get_or_create(&tokens("prompt"))
+                        .inc_by(u64::from(u.prompt_tokens));
+                    m.tokens
+                        .get_or_create(&tokens("completion"))
+                        .inc_by(u64::from(u.completion_tokens));
+                }
+                "ok"
+            }
+            Err(CoreError::Upstream(LlmError::Connect { .. })) => "connect_error",
+            Err(CoreError::Upstream(LlmError::Timeout { .. })) => "timeout",
+            Err(CoreError::Upstream(LlmError::Status { status, .. })) if *status < 500 => {
+                "client_error"
+            }
+            Err(CoreError::Upstream(LlmError::Status { .. })) => "server_error",
+            Err(CoreError::Upstream(LlmError::BadResponse(_))) => "bad_response",
+            Err(CoreError::Upstream(LlmError::Stream(_))) => "stream_error",
+            Err(CoreError::Cancelled) => "cancelled",
+            Err(_) => "error",
+        };
+        span.record("status", outcome);
+        m.upstream_duration
+            .get_or_create(&metrics::ModelLabels {
+                model: model.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        m.upstream_requests
+            .get_or_create(&metrics::UpstreamLabels { model, outcome })
+            .inc();
+        result
+    }
+
+    async fn call_llm_inner(
+        &self,
+        request: &CompletionRequest,
+        mode: ToolMode,
+        started: Instant,
+    ) -> Result<Completion, CoreError> {
+        let fitted = self.fit_context(request);
+        let request = fitted.as_ref().unwrap_or(request);
+        let llm = &self.inner.llm;
+        let endpoint = &self.route.endpoint;
+        if self.events.is_none() {
+            return self
+                .cancellable(async {
+                    llm.complete(endpoint, request)
+                        .await
+                        .map_err(CoreError::from)
+                })
+                .await;
+        }
+        let mut stream = self
+            .cancellable(async { llm.stream(endpoint, request).await.map_err(CoreError::from) })
+            .await?;
+        let mut first = true;
+        loop {
+            let next = self.cancellable(async { Ok(stream.next().await) }).await?;
+            match next {
+                Some(Ok(LlmEvent::Content(text))) => {
+                    if first {
+                        first = false;
+                        metrics::metrics()
+                            .upstream_first_token
+                            .get_or_create(&metrics::ModelLabels {
+                                model: self.route.id.clone(),
+                            })
+                            .observe(started.elapsed().as_secs_f64());
+                    }
+                    if mode == ToolMode::Native && !text.is_empty() {
+                        self.emit(AgentEvent::Content(text)).await;
+                    }
+                }
+                Some(Ok(LlmEvent::Done(completion))) => return Ok(completion),
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    return Err(CoreError::Upstream(crate::llm::LlmError::Stream(
+                        "the upstream stream ended without a final answer".into(),
+                    )));
+                }
+            }
+        }
+    }
+}

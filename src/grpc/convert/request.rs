@@ -1,0 +1,264 @@
+//! Requests in: `ChatRequest` → `AgentRequest`, checked field by field; messages both ways
+//! (sessions store core messages and give them back as proto).
+
+use serde_json::{Map, Value};
+
+use super::struct_to_json;
+use crate::{
+    agent::AgentRequest,
+    error::CoreError,
+    llm::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
+    pb,
+    sessions::SessionId,
+};
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CoreError {
+    CoreError::InvalidArgument {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks and converts a request's messages, params and tools. `allow_empty` is for
+/// session turns, whose history may carry the conversation.
+pub fn agent_request(
+    request: pb::ChatRequest,
+    allow_empty: bool,
+) -> Result<AgentRequest, CoreError> {
+    if request.messages.is_empty() && !allow_empty {
+        return Err(invalid("messages", "must contain at least one message"));
+    }
+    let messages = request
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| message_from_pb(m, &format!("messages[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let params = params(request.params.unwrap_or_default(), request.user)?;
+    let client_tools = request
+        .tools
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| tool_def(t, &format!("tools[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tool_choice = match request.tool_choice.and_then(|c| c.choice) {
+        None => None,
+        Some(pb::tool_choice::Choice::Mode(mode)) => match pb::ToolChoiceMode::try_from(mode) {
+            Ok(pb::ToolChoiceMode::None) => Some(ToolChoice::None),
+            Ok(pb::ToolChoiceMode::Auto) => Some(ToolChoice::Auto),
+            Ok(pb::ToolChoiceMode::Required) => Some(ToolChoice::Required),
+            Ok(pb::ToolChoiceMode::Unspecified) => None,
+            Err(_) => return Err(invalid("tool_choice.mode", format!("unknown mode {mode}"))),
+        },
+        Some(pb::tool_choice::Choice::Function(name)) => {
+            if !valid_function_name(&name) {
+                return Err(invalid(
+                    "tool_choice.function",
+                    format!("{name:?} is not a valid function name"),
+                ));
+            }
+            Some(ToolChoice::Function(name))
+        }
+    };
+    let session = match (
+        request.session_id.filter(|s| !s.is_empty()),
+        request.new_session,
+    ) {
+        (Some(id), _) => {
+            Some(SessionId::parse(&id).map_err(|e| invalid("session_id", e.to_string()))?)
+        }
+        (None, true) => Some(SessionId::generate()),
+        (None, false) => None,
+    };
+    let model = Some(request.model).filter(|m| !m.is_empty());
+    Ok(AgentRequest {
+        model,
+        messages,
+        params,
+        client_tools,
+        tool_choice,
+        session,
+    })
+}
+
+/// A proto message as a core message, checked.
+pub fn message_from_pb(m: pb::Message, field: &str) -> Result<Message, CoreError> {
+    let role = match pb::Role::try_from(m.role) {
+        Ok(pb::Role::System | pb::Role::Developer) => Role::System,
+        Ok(pb::Role::User) => Role::User,
+        Ok(pb::Role::Assistant) => Role::Assistant,
+        Ok(pb::Role::Tool) => Role::Tool,
+        Ok(pb::Role::Unspecified) => {
+            return Err(invalid(
+                format!("{field}.role"),
+                "is required (system, user, assistant or tool)",
+            ));
+        }
+        Err(_) => {
+            return Err(invalid(
+                format!("{field}.role"),
+                format!("{} is not a known role", m.role),
+            ));
+        }
+    };
+    if role == Role::Tool && m.tool_call_id.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid(
+            format!("{field}.tool_call_id"),
+            "a tool message must name the tool call it answers",
+        ));
+    }
+    if role != Role::Assistant && !m.tool_calls.is_empty() {
+        return Err(invalid(
+            format!("{field}.tool_calls"),
+            "only assistant messages carry tool calls",
+        ));
+    }
+    if role != Role::Assistant && role != Role::Tool && m.content.is_empty() {
+        return Err(invalid(format!("{field}.content"), "must not be empty"));
+    }
+    let tool_calls = m
+        .tool_calls
+        .into_iter()
+        .enumerate()
+        .map(|(j, c)| {
+            if c.id.is_empty() || c.name.is_empty() {
+                return Err(invalid(
+                    format!("{field}.tool_calls[{j}]"),
+                    "needs an id and a name",
+                ));
+            }
+            Ok(ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Message {
+        role,
+        content: m.content,
+        name: m.name,
+        tool_call_id: m.tool_call_id.filter(|_| role == Role::Tool),
+        tool_calls,
+    })
+}
+
+pub fn message_to_pb(m: &Message) -> pb::Message {
+    let role = match m.role {
+        Role::System => pb::Role::System,
+        Role::User => pb::Role::User,
+        Role::Assistant => pb::Role::Assistant,
+        Role::Tool => pb::Role::Tool,
+    };
+    pb::Message {
+        role: role.into(),
+        content: m.content.clone(),
+        name: m.name.clone(),
+        tool_call_id: m.tool_call_id.clone(),
+        tool_calls: m.tool_calls.iter().map(tool_call_to_pb).collect(),
+    }
+}
+
+pub(super) fn tool_call_to_pb(c: &ToolCall) -> pb::ToolCall {
+    pb::ToolCall {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        arguments: c.arguments.clone(),
+    }
+}
+
+fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, CoreError> {
+    let range = |field: &str, v: Option<f32>, lo: f32, hi: f32| match v {
+        Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => {
+            Err(invalid(field, format!("{x} is outside {lo}..{hi}")))
+        }
+        _ => Ok(v),
+    };
+    let temperature = range("params.temperature", p.temperature, 0.0, 2.0)?;
+    let top_p = range("params.top_p", p.top_p, 0.0, 1.0)?;
+    let presence_penalty = range("params.presence_penalty", p.presence_penalty, -2.0, 2.0)?;
+    let frequency_penalty = range("params.frequency_penalty", p.frequency_penalty, -2.0, 2.0)?;
+    if p.max_tokens == Some(0) {
+        return Err(invalid("params.max_tokens", "must be at least 1"));
+    }
+    if p.stop.len() > 4 {
+        return Err(invalid(
+            "params.stop",
+            format!(
+                "{} stop sequences given; at most 4 are allowed",
+                p.stop.len()
+            ),
+        ));
+    }
+    let response_format = match p.response_format.and_then(|f| f.format) {
+        None | Some(pb::response_format::Format::Text(_)) => None,
+        Some(pb::response_format::Format::JsonObject(_)) => {
+            Some(serde_json::json!({"type": "json_object"}))
+        }
+        Some(pb::response_format::Format::JsonSchema(s)) => {
+            if s.name.is_empty() {
+                return Err(invalid(
+                    "params.response_format.json_schema.name",
+                    "is required",
+                ));
+            }
+            let mut schema = Map::new();
+            schema.insert("name".into(), Value::String(s.name));
+            if let Some(d) = s.description {
+                schema.insert("description".into(), Value::String(d));
+            }
+            schema.insert(
+                "schema".into(),
+                s.schema
+                    .map_or_else(|| Value::Object(Map::new()), struct_to_json),
+            );
+            if let Some(strict) = s.strict {
+                schema.insert("strict".into(), Value::Bool(strict));
+            }
+            Some(serde_json::json!({"type": "json_schema", "json_schema": schema}))
+        }
+    };
+    Ok(GenParams {
+        temperature,
+        top_p,
+        max_tokens: p.max_tokens,
+        stop: p.stop,
+        seed: p.seed,
+        presence_penalty,
+        frequency_penalty,
+        response_format,
+        parallel_tool_calls: p.parallel_tool_calls,
+        user,
+    })
+}
+
+fn tool_def(t: pb::ToolDefinition, field: &str) -> Result<ToolDef, CoreError> {
+    if !valid_function_name(&t.name) {
+        return Err(invalid(
+            format!("{field}.name"),
+            format!("{:?} must match ^[a-zA-Z0-9_-]{{1,64}}$", t.name),
+        ));
+    }
+    let parameters = t.parameters.map_or_else(
+        || serde_json::json!({"type": "object", "properties": {}}),
+        struct_to_json,
+    );
+    Ok(ToolDef {
+        name: t.name,
+        description: t.description,
+        parameters,
+        strict: t.strict,
+    })
+}
+
+fn valid_function_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A session id from a request field, checked.
+pub fn session_id(raw: &str) -> Result<SessionId, CoreError> {
+    SessionId::parse(raw).map_err(|e| invalid("session_id", e.to_string()))
+}

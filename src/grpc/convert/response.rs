@@ -1,0 +1,145 @@
+//! Answers out: agent responses and events, tools, servers and sessions as proto.
+
+use std::time::Duration;
+
+use prost_types::value::Kind;
+
+use super::{json_to_prost, request::message_to_pb, request::tool_call_to_pb};
+use crate::{
+    agent::{AgentEvent, AgentResponse, ExecutedCall, Finish, TurnUsage},
+    mcp::{ServerState, ToolSpec},
+    pb,
+    sessions::Session,
+};
+
+fn finish_to_pb(f: &Finish) -> pb::FinishReason {
+    match f {
+        Finish::Stop | Finish::Other(_) => pb::FinishReason::Stop,
+        Finish::Length => pb::FinishReason::Length,
+        Finish::ToolCalls => pb::FinishReason::ToolCalls,
+        Finish::ContentFilter => pb::FinishReason::ContentFilter,
+        Finish::IterationLimit => pb::FinishReason::ToolIterationLimit,
+    }
+}
+
+pub fn usage_to_pb(u: &TurnUsage) -> pb::Usage {
+    pb::Usage {
+        prompt_tokens: u.usage.prompt_tokens,
+        completion_tokens: u.usage.completion_tokens,
+        total_tokens: u.usage.total_tokens,
+        estimated: u.estimated,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn executed_to_pb(c: ExecutedCall) -> pb::ExecutedToolCall {
+    pb::ExecutedToolCall {
+        id: c.id,
+        name: c.name,
+        server: c.server,
+        tool: c.tool,
+        arguments: c.arguments,
+        ok: c.ok,
+        result: c.result,
+        duration_ms: millis(c.duration),
+    }
+}
+
+pub fn response_to_pb(r: AgentResponse) -> pb::ChatResponse {
+    pb::ChatResponse {
+        finish_reason: finish_to_pb(&r.finish).into(),
+        usage: Some(usage_to_pb(&r.usage)),
+        message: Some(message_to_pb(&r.message)),
+        tool_calls: r.executed.into_iter().map(executed_to_pb).collect(),
+        id: r.id,
+        session_id: r.session_id,
+        model: r.model,
+        created: r.created,
+    }
+}
+
+/// A stream event.
+pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
+    use pb::chat_event::Event;
+    let event = match event {
+        AgentEvent::Start {
+            id,
+            model,
+            created,
+            session_id,
+        } => Event::Start(pb::StreamStart {
+            id,
+            model,
+            session_id,
+            created,
+        }),
+        AgentEvent::Content(text) => Event::Content(pb::ContentDelta { text }),
+        AgentEvent::ToolCallStarted {
+            id,
+            name,
+            server,
+            tool,
+            arguments,
+        } => Event::ToolCallStarted(pb::ToolCallStarted {
+            id,
+            name,
+            server,
+            tool,
+            arguments,
+        }),
+        AgentEvent::ToolCallFinished {
+            id,
+            name,
+            ok,
+            result,
+            duration,
+        } => Event::ToolCallFinished(pb::ToolCallFinished {
+            id,
+            name,
+            ok,
+            result,
+            duration_ms: millis(duration),
+        }),
+        AgentEvent::ClientToolCall(call) => Event::ClientToolCall(tool_call_to_pb(&call)),
+        AgentEvent::Usage(u) => Event::Usage(usage_to_pb(&u)),
+        AgentEvent::Done(r) => Event::Response(response_to_pb(*r)),
+    };
+    pb::ChatEvent { event: Some(event) }
+}
+
+pub fn session_to_pb(s: Session) -> pb::Session {
+    pb::Session {
+        id: s.id.as_str().to_string(),
+        model: s.model,
+        created: s.created_at,
+        updated: s.updated_at,
+        messages: s.messages.iter().map(message_to_pb).collect(),
+    }
+}
+
+pub fn tool_to_pb(t: &ToolSpec) -> pb::Tool {
+    pb::Tool {
+        name: t.name.clone(),
+        server: t.server.clone(),
+        tool: t.tool.clone(),
+        description: t.description.clone(),
+        input_schema: match json_to_prost(&t.input_schema).kind {
+            Some(Kind::StructValue(s)) => Some(s),
+            _ => None,
+        },
+    }
+}
+
+pub fn server_to_pb(s: &ServerState) -> pb::ServerStatus {
+    pb::ServerStatus {
+        name: s.name.clone(),
+        transport: s.transport.to_string(),
+        state: s.state.to_string(),
+        error: s.error.clone(),
+        restarts: s.restarts,
+        required: s.required,
+    }
+}
