@@ -16,7 +16,18 @@ use crate::telemetry::{metrics, propagation};
 /// The span of one gRPC call.
 pub fn span(req: &axum::http::Request<()>) -> tracing::Span {
     let method = method_label(req.uri().path());
-    let span = tracing::info_span!("grpc", otel.name = %method, otel.kind = "server", rpc.method = %method);
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = %method,
+        otel.kind = "server",
+        rpc.method = %method,
+        request_id = %id,
+    );
     propagation::set_parent_from(&span, req.headers());
     span
 }
