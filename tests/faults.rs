@@ -122,7 +122,7 @@ async fn an_mcp_server_dying_mid_call_answers_the_model_others_keep_flowing_and_
         started.elapsed()
     );
     let failure = tool_result(&fake, 1);
-    assert!(!failure.is_empty(), "no tool error reached the model");
+    assert!(failure.contains("went away"), "the model got {failure:?}");
 
     // The other server answers at once while `fx` is down or restarting.
     let started = Instant::now();
