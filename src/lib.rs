@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod inflight;
 pub mod llm;
 pub mod mcp;
 pub mod pb;

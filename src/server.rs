@@ -121,9 +121,11 @@ pub async fn run(
         .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
+    let in_flight = crate::inflight::InFlight::new(config.server.max_in_flight);
     let grpc = tonic::transport::Server::builder()
         .trace_fn(crate::grpc::observe::span)
         .layer(crate::grpc::observe::MetricsLayer)
+        .layer(crate::inflight::GrpcLimitLayer::new(in_flight.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -144,10 +146,12 @@ pub async fn run(
         readiness: readiness.clone(),
         expose_tool_events: config.agent.expose_tool_events,
     };
-    let app = http::router(state, &settings);
-    let http =
-        axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let mut http_task = tokio::spawn(async move { http.await });
+    let app = http::guard::with_in_flight_limit(http::router(state, &settings), in_flight);
+    let serve_settings = http::guard::ServeSettings {
+        header_read_timeout: config.server.header_read_timeout,
+    };
+    let http = http::guard::serve(listeners.http, app, serve_settings, shutdown.clone());
+    let mut http_task = tokio::spawn(http);
     readiness.set("http", listening(http_addr));
 
     // Readiness waits for every MCP server's first connection attempt (bounded), so a
@@ -217,7 +221,10 @@ fn report_servers(readiness: &Readiness, hub: &dyn ToolHub) {
     for s in hub.servers() {
         metrics.set_server(&s.name, s.state == "ready", s.restarts);
         let detail = match &s.error {
-            Some(e) => format!("{} ({}): {e}", s.state, s.transport),
+            Some(e) => format!(
+                "{} ({}, {} restarts): {e}",
+                s.state, s.transport, s.restarts
+            ),
             None => format!(
                 "{} ({}, {} tools, {} restarts)",
                 s.state, s.transport, s.tool_count, s.restarts

@@ -25,6 +25,8 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("MCP_CHAT_CORS_ALLOW_ORIGINS", "server.cors_allow_origins"),
     var("MCP_CHAT_MAX_BODY_BYTES", "server.max_body_bytes"),
     var("MCP_CHAT_SHUTDOWN_GRACE", "server.shutdown_grace"),
+    var("MCP_CHAT_MAX_IN_FLIGHT", "server.max_in_flight"),
+    var("MCP_CHAT_HEADER_READ_TIMEOUT", "server.header_read_timeout"),
     var("OPENAI_BASE_URL", "upstream.base_url"),
     var("OPENAI_API_KEY", "upstream.api_key"),
     var("DEFAULT_MODEL", "upstream.default_model"),

@@ -58,6 +58,12 @@ pub struct ServerConfig {
     /// How long in-flight requests and streams may run on after SIGTERM/SIGINT.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// Requests served at once over both listeners; more are refused at once (HTTP 503 with
+    /// `Retry-After`, gRPC UNAVAILABLE) instead of queueing.
+    pub max_in_flight: usize,
+    /// How long a client may take to send a request's headers before its connection closes.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +76,8 @@ impl Default for ServerConfig {
             cors_allow_origins: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(25),
+            max_in_flight: 512,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -113,6 +113,7 @@ fn every_documented_variable_sets_its_key() {
                 "server.port" => "1234",
                 "server.grpc_port" => "1235",
                 "server.max_body_bytes"
+                | "server.max_in_flight"
                 | "upstream.max_retries"
                 | "mcp.call_retries"
                 | "mcp.max_tool_output"
@@ -321,4 +322,21 @@ fn the_readme_documents_every_variable_and_key() {
             var.key
         );
     }
+}
+
+#[test]
+fn a_zero_in_flight_limit_is_refused() {
+    Jail::expect_with(|jail| {
+        let result = load_in(
+            jail,
+            &Overrides::default(),
+            &[("MCP_CHAT_MAX_IN_FLIGHT", "0")],
+        );
+        let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("server.max_in_flight") && message.contains("MCP_CHAT_MAX_IN_FLIGHT"),
+            "{message}"
+        );
+        Ok(())
+    });
 }

@@ -40,6 +40,9 @@ pub(super) fn resolve_and_check(
     if s.max_body_bytes == 0 {
         bad("server.max_body_bytes", "must be at least 1".into());
     }
+    if s.max_in_flight == 0 {
+        bad("server.max_in_flight", "must be at least 1".into());
+    }
     for origin_value in &s.cors_allow_origins {
         if origin_value != "*" && !valid_origin(origin_value) {
             bad(
@@ -66,6 +69,7 @@ pub(super) fn resolve_and_check(
         bad("upstream.default_model", "must name a model".into());
     }
     for (key, d) in [
+        ("server.header_read_timeout", s.header_read_timeout),
         ("upstream.connect_timeout", u.connect_timeout),
         ("upstream.first_byte_timeout", u.first_byte_timeout),
         ("upstream.idle_timeout", u.idle_timeout),

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod openai;
 mod simple;
 mod sse;

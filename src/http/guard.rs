@@ -1,0 +1,137 @@
+//! Protection of the HTTP listener from hostile or broken clients.
+//!
+//! - [`serve`] runs the accept loop itself (hyper-util's `auto::Builder`, HTTP/1.1 and h2)
+//!   instead of `axum::serve`, which exposes neither limit below: a client must send its
+//!   request headers within `server.header_read_timeout`, and headers larger than
+//!   [`MAX_HEADER_BYTES`] are refused (HTTP/1.1: 431 and the connection closed; h2: the
+//!   stream is reset). A connection that sends no byte at all within the same timeout is
+//!   closed too. Shutdown stops accepting, then lets open connections finish
+//!   (the caller bounds that wait with `server.shutdown_grace`).
+//! - [`with_in_flight_limit`] refuses requests beyond `server.max_in_flight` at once with 503,
+//!   `Retry-After` and an OpenAI error body; probes are never refused.
+//!
+//! Body size (413) is the router's `DefaultBodyLimit`; JSON nesting is bounded by
+//! serde_json's recursion limit (400, see `extract.rs`).
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::ApiError;
+use crate::inflight::{InFlight, PermitBody, overloaded_status};
+
+/// Largest request head accepted (request line and headers; HTTP/1.1 read buffer and the
+/// h2 header list), 64 KiB.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Paths never refused by the in-flight limit: liveness, readiness and metrics probes.
+const EXEMPT: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// Wraps the gateway's router with the in-flight limit.
+pub fn with_in_flight_limit(app: Router, limit: InFlight) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(limit, limit_in_flight))
+}
+
+async fn limit_in_flight(State(limit): State<InFlight>, request: Request, next: Next) -> Response {
+    if EXEMPT.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let Some(permit) = limit.try_acquire() else {
+        return ApiError::from(overloaded_status(limit.limit())).into_response();
+    };
+    let response = next.run(request).await;
+    response.map(|body| Body::new(PermitBody::new(body, permit)))
+}
+
+/// The HTTP listener's connection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeSettings {
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then waits for the open
+/// connections to finish their requests (idle ones close at once).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: ServeSettings,
+    shutdown: CancellationToken,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX))
+        // A client that stops answering pings is gone; its streams are cancelled.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors or the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = app
+            .clone()
+            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
+        let service = TowerToHyperService::new(service);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let stop = shutdown.clone();
+        let first_byte = settings.header_read_timeout;
+        tokio::spawn(async move {
+            // hyper's header timer starts with the first byte; a client that sends nothing
+            // at all is closed after the same time.
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                () = stop.cancelled() => return,
+                waited = tokio::time::timeout(first_byte, stream.peek(&mut probe)) => {
+                    if !matches!(waited, Ok(Ok(1..))) {
+                        tracing::debug!("closing a connection that sent nothing");
+                        return;
+                    }
+                }
+            }
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
