@@ -10,35 +10,15 @@ mod upstream;
 
 use std::time::{Duration, Instant};
 
-use mcp_chat::pb::{self, chat_event::Event, chat_service_client::ChatServiceClient};
+use mcp_chat::pb::{self, chat_event::Event};
 use serde_json::{Value, json};
-use service::{Service, dir_with_fixture};
-use tonic::{Code, transport::Channel};
+use service::{Service, dir_with_fixture, grpc, start_with, user};
+use tonic::Code;
 use tonic_types::StatusExt;
 use upstream::{Answer, FakeUpstream, Reply};
 
 async fn start(fake: &FakeUpstream, env: &[(&str, &str)]) -> Service {
-    let mut all = vec![
-        ("OPENAI_BASE_URL", fake.base_url.as_str()),
-        ("DEFAULT_MODEL", "test-model"),
-    ];
-    all.extend_from_slice(env);
-    Service::start_in(dir_with_fixture(), &all, &[]).await
-}
-
-async fn grpc(svc: &Service) -> ChatServiceClient<Channel> {
-    ChatServiceClient::connect(svc.grpc()).await.unwrap()
-}
-
-fn user(text: &str) -> pb::ChatRequest {
-    pb::ChatRequest {
-        messages: vec![pb::Message {
-            role: pb::Role::User.into(),
-            content: text.into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    start_with(&fake.base_url, dir_with_fixture(), env).await
 }
 
 fn add_call(id: &str) -> Reply {

@@ -13,11 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_chat::pb::{self, chat_service_client::ChatServiceClient};
+use mcp_chat::pb::{self};
 use reqwest::Client;
 use serde_json::{Value, json};
-use service::{Service, dir_with_fixture, external, free_port};
-use tonic::{Code, transport::Channel};
+use service::{Service, dir_with_fixture, external, free_port, grpc};
+use tonic::Code;
 use upstream::{Answer, FakeUpstream, Reply};
 
 fn env<'a>(fake: &'a FakeUpstream, store: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -26,10 +26,6 @@ fn env<'a>(fake: &'a FakeUpstream, store: &'a str) -> Vec<(&'a str, &'a str)> {
         ("DEFAULT_MODEL", "test-model"),
         ("MCP_CHAT_SESSION_STORE", store),
     ]
-}
-
-async fn grpc(svc: &Service) -> ChatServiceClient<Channel> {
-    ChatServiceClient::connect(svc.grpc()).await.unwrap()
 }
 
 fn turn(text: &str, session: Option<&str>) -> pb::ChatRequest {

@@ -22,42 +22,10 @@ use std::{
 use futures::StreamExt;
 use mcp_chat::pb::{self, chat_event::Event, chat_service_client::ChatServiceClient};
 use serde_json::{Value, json};
-use service::{Service, fixture_path};
+use service::{Service, dir_with_servers, fixture_path, grpc, start_with, user};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, transport::Channel};
 use upstream::{Answer, FakeUpstream, Reply};
-
-async fn start_with(base_url: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Service {
-    let mut all = vec![
-        ("OPENAI_BASE_URL", base_url),
-        ("DEFAULT_MODEL", "test-model"),
-    ];
-    all.extend_from_slice(env);
-    Service::start_in(dir, &all, &[]).await
-}
-
-/// A temp dir whose `servers_config.json` is `servers`.
-fn dir_with_servers(servers: Value) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let config = json!({ "mcpServers": servers });
-    std::fs::write(dir.path().join("servers_config.json"), config.to_string()).unwrap();
-    dir
-}
-
-async fn grpc(svc: &Service) -> ChatServiceClient<Channel> {
-    ChatServiceClient::connect(svc.grpc()).await.unwrap()
-}
-
-fn user(text: &str) -> pb::ChatRequest {
-    pb::ChatRequest {
-        messages: vec![pb::Message {
-            role: pb::Role::User.into(),
-            content: text.into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 fn call(id: &str, tool: &str, args: &str) -> Reply {
     Reply::answer(Answer::text(&[]).tool_call(id, tool, &[args]))

@@ -2,12 +2,14 @@
 //! (SIGTERM, then SIGKILL) when the guard drops.
 #![allow(dead_code)]
 
+use mcp_chat::pb::{self, chat_service_client::ChatServiceClient};
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
+use tonic::transport::Channel;
 
 /// A running service process.
 pub struct Service {
@@ -146,12 +148,44 @@ pub fn fixture_path() -> PathBuf {
     path
 }
 
-/// A temp dir whose `servers_config.json` runs the fixture over stdio as server `fx`.
-pub fn dir_with_fixture() -> tempfile::TempDir {
+/// A temp dir whose `servers_config.json` is `{"mcpServers": servers}`.
+pub fn dir_with_servers(servers: serde_json::Value) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let config = serde_json::json!({"mcpServers": {"fx": {"command": fixture_path()}}});
+    let config = serde_json::json!({ "mcpServers": servers });
     std::fs::write(dir.path().join("servers_config.json"), config.to_string()).unwrap();
     dir
+}
+
+/// A temp dir whose `servers_config.json` runs the fixture over stdio as server `fx`.
+pub fn dir_with_fixture() -> tempfile::TempDir {
+    dir_with_servers(serde_json::json!({"fx": {"command": fixture_path()}}))
+}
+
+/// The service in `dir`, its upstream at `base_url` with the model `test-model`.
+pub async fn start_with(base_url: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Service {
+    let mut all = vec![
+        ("OPENAI_BASE_URL", base_url),
+        ("DEFAULT_MODEL", "test-model"),
+    ];
+    all.extend_from_slice(env);
+    Service::start_in(dir, &all, &[]).await
+}
+
+/// A gRPC client of the service.
+pub async fn grpc(svc: &Service) -> ChatServiceClient<Channel> {
+    ChatServiceClient::connect(svc.grpc()).await.unwrap()
+}
+
+/// A one-message user request.
+pub fn user(text: &str) -> pb::ChatRequest {
+    pb::ChatRequest {
+        messages: vec![pb::Message {
+            role: pb::Role::User.into(),
+            content: text.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// Where the test script installs external programs (`MCP_CHAT_TEST_DEPS`).
