@@ -286,3 +286,29 @@ async fn simplified_api_answers_and_streams_typed_events() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_clients_timeout_bounds_the_request() {
+    let fake = FakeUpstream::with([Reply::silence()]).await;
+    let svc = start(&fake, &[]).await;
+    let started = std::time::Instant::now();
+    let r = Client::new()
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .header("x-stainless-timeout", "0.6")
+        .json(&chat_body())
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = error_of(r).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "deadline_exceeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        fake.wait_dropped(1, Duration::from_secs(2)).await,
+        "the upstream call was dropped"
+    );
+}

@@ -107,6 +107,23 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// key (auth is checked once, in the service), the request id and the trace context.
 pub(crate) fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
+    // The client's own timeout becomes the call's deadline (`X-Request-Timeout`, or the
+    // `X-Stainless-Timeout` the OpenAI SDKs send), in seconds.
+    let timeout = ["x-request-timeout", "x-stainless-timeout"]
+        .iter()
+        .find_map(|name| {
+            headers
+                .get(*name)?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|secs| secs.is_finite() && *secs > 0.0);
+    if let Some(secs) = timeout {
+        request.set_timeout(std::time::Duration::from_secs_f64(secs.min(86_400.0)));
+    }
     // The trace context needs no copy: the in-process call runs inside the HTTP span.
     for name in ["authorization", "x-request-id"] {
         if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
