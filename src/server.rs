@@ -104,7 +104,7 @@ pub async fn run(
         llm,
         hub: hub.clone(),
         sessions: sessions.clone(),
-        models: ModelTable::from_config(&config),
+        models: ModelTable::from_config(&config)?,
         settings: config.agent.clone(),
         lock_timeout: config.sessions.lock_timeout,
     });

@@ -39,11 +39,12 @@ fn client(idle: Duration) -> OpenAiClient {
 }
 
 fn endpoint(fake: &FakeUpstream, key: &str) -> Endpoint {
-    Endpoint {
-        base_url: fake.base_url.clone(),
-        api_key: Secret::new(key),
-        headers: BTreeMap::from([("x-extra".to_owned(), Secret::new("yes"))]),
-    }
+    Endpoint::new(
+        fake.base_url.clone(),
+        Secret::new(key),
+        BTreeMap::from([("x-extra".to_owned(), Secret::new("yes"))]),
+    )
+    .unwrap()
 }
 
 fn request() -> CompletionRequest {
@@ -313,11 +314,12 @@ async fn unreachable_upstream_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let endpoint = Endpoint {
-        base_url: format!("http://127.0.0.1:{port}/v1"),
-        api_key: Secret::default(),
-        headers: BTreeMap::new(),
-    };
+    let endpoint = Endpoint::new(
+        format!("http://127.0.0.1:{port}/v1"),
+        Secret::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
     let err = client(Duration::from_secs(5))
         .complete(&endpoint, &request())
         .await
@@ -361,11 +363,12 @@ async fn an_upstream_that_never_answers_hits_the_first_byte_timeout() {
         max_retries: 0,
         ..UpstreamConfig::default()
     };
-    let endpoint = Endpoint {
-        base_url: format!("http://{addr}/v1"),
-        api_key: Secret::default(),
-        headers: BTreeMap::new(),
-    };
+    let endpoint = Endpoint::new(
+        format!("http://{addr}/v1"),
+        Secret::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
     let started = Instant::now();
     let err = OpenAiClient::new(&config)
         .unwrap()

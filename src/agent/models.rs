@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::{
     config::{Config, ModelParams, Secret, ToolMode},
     error::CoreError,
-    llm::Endpoint,
+    llm::{Endpoint, LlmError},
 };
 
 /// One routable model.
@@ -28,33 +28,32 @@ pub struct ModelTable {
 }
 
 impl ModelTable {
-    pub fn from_config(config: &Config) -> Self {
-        let ordered: Vec<Arc<ModelRoute>> = config
+    /// Builds the table; fails only on an upstream URL the validated config would not hold.
+    pub fn from_config(config: &Config) -> Result<Self, LlmError> {
+        let ordered = config
             .effective_models()
             .into_iter()
             .map(|m| {
-                Arc::new(ModelRoute {
+                let base_url = m
+                    .base_url
+                    .unwrap_or_else(|| config.upstream.base_url.clone());
+                let api_key = m.api_key.unwrap_or_else(|| config.upstream.api_key.clone());
+                Ok(Arc::new(ModelRoute {
                     upstream_model: m.upstream_model.unwrap_or_else(|| m.id.clone()),
-                    endpoint: Endpoint {
-                        base_url: m
-                            .base_url
-                            .unwrap_or_else(|| config.upstream.base_url.clone()),
-                        api_key: m.api_key.unwrap_or_else(|| config.upstream.api_key.clone()),
-                        headers: m.headers,
-                    },
+                    endpoint: Endpoint::new(base_url, api_key, m.headers)?,
                     id: m.id,
                     tool_mode: m.tool_mode,
                     context_window: m.context_window,
                     defaults: m.params,
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<Vec<_>, LlmError>>()?;
         let by_id = ordered.iter().map(|m| (m.id.clone(), m.clone())).collect();
-        Self {
+        Ok(Self {
             by_id,
             ordered,
             default_id: config.upstream.default_model.clone(),
-        }
+        })
     }
 
     /// The model for a request: its id, or the default when it names none.

@@ -194,7 +194,7 @@ fn parts(llm: Arc<ScriptedLlm>, hub: Arc<FakeHub>, config: &Config) -> Agent {
         llm,
         hub,
         sessions: Arc::new(crate::sessions::MemoryStore::new(Duration::from_secs(3600))),
-        models: ModelTable::from_config(config),
+        models: ModelTable::from_config(config).unwrap(),
         settings: config.agent.clone(),
         lock_timeout: Duration::from_secs(1),
     })

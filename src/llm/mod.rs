@@ -132,13 +132,42 @@ pub struct CompletionRequest {
     pub params: GenParams,
 }
 
-/// Where and how to call: one per configured model.
+/// Where and how to call: one per configured model, built once (the URL is parsed here,
+/// not on every request).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Base URL up to and including `/v1` (no trailing slash needed).
     pub base_url: String,
     pub api_key: Secret,
     pub headers: BTreeMap<String, Secret>,
+    /// `{base_url}/chat/completions`, parsed.
+    chat_url: reqwest::Url,
+}
+
+impl Endpoint {
+    pub fn new(
+        base_url: impl Into<String>,
+        api_key: Secret,
+        headers: BTreeMap<String, Secret>,
+    ) -> Result<Self, LlmError> {
+        let base_url = base_url.into();
+        let raw = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+        let chat_url = reqwest::Url::parse(&raw).map_err(|e| LlmError::Connect {
+            url: raw.clone(),
+            message: format!("not a valid URL: {e}"),
+        })?;
+        Ok(Self {
+            base_url,
+            api_key,
+            headers,
+            chat_url,
+        })
+    }
+
+    /// Where chat completions are posted.
+    pub fn chat_url(&self) -> &reqwest::Url {
+        &self.chat_url
+    }
 }
 
 /// Token counts as the upstream reported them.

@@ -84,19 +84,16 @@ impl OpenAiClient {
         stream: bool,
     ) -> Result<(reqwest::Response, Instant), LlmError> {
         let deadline = from_now(self.timeouts.total);
-        let url = format!(
-            "{}/chat/completions",
-            endpoint.base_url.trim_end_matches('/')
-        );
+        let url = endpoint.chat_url();
         let connect_error = |message: String| LlmError::Connect {
-            url: url.clone(),
+            url: url.to_string(),
             message,
         };
         let body = serde_json::to_vec(&ChatBody { request, stream })
             .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
         let prepared = self
             .http
-            .post(&url)
+            .post(url.clone())
             .headers(headers(endpoint, stream).map_err(connect_error)?)
             .body(Bytes::from(body))
             .build()
@@ -115,7 +112,7 @@ impl OpenAiClient {
                         return Ok((response, deadline));
                     }
                     Ok(Ok(response)) => self.status_error(response, deadline).await,
-                    Ok(Err(e)) => (self.transport_error(&url, &e), true, None),
+                    Ok(Err(e)) => (self.transport_error(url.as_str(), &e), true, None),
                 };
             if !retryable || retries >= self.retry.max_retries {
                 return Err(error);

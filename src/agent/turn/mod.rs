@@ -78,7 +78,7 @@ impl<'a> Turn<'a> {
         }
     }
 
-    pub(super) async fn run(self) -> Result<AgentResponse, CoreError> {
+    pub(super) async fn run(mut self) -> Result<AgentResponse, CoreError> {
         if ModelTable::missing_key(&self.route) {
             return Err(CoreError::NotConfigured(format!(
                 "no API key is configured for the model {:?}: set OPENAI_API_KEY (or api_key / api_key_env in its [[models]] entry)",
@@ -238,7 +238,8 @@ impl<'a> Turn<'a> {
         Offer { mcp, client }
     }
 
-    fn upstream_request(&self, offer: &Offer, mode: ToolMode) -> CompletionRequest {
+    /// The first upstream request; it takes the request's messages (no copy).
+    fn upstream_request(&mut self, offer: &Offer, mode: ToolMode) -> CompletionRequest {
         let mut messages = Vec::with_capacity(self.request.messages.len() + 4);
         let has_system = self
             .request
@@ -248,7 +249,7 @@ impl<'a> Turn<'a> {
         if !has_system && let Some(prompt) = &self.inner.settings.system_prompt {
             messages.push(Message::new(Role::System, prompt.clone()));
         }
-        messages.extend(self.request.messages.iter().cloned());
+        messages.append(&mut self.request.messages);
 
         let tool_choice = self.request.tool_choice.clone();
         let offered = !(offer.mcp.is_empty() && offer.client.is_empty());
