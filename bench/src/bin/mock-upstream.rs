@@ -158,7 +158,7 @@ async fn completions(State(defaults): State<Behaviour>, body: Bytes) -> Response
         (events.into_iter(), 0usize),
         move |(mut it, k)| async move {
             let event = it.next()?;
-            if k >= 2 && k <= deltas {
+            if (2..=deltas).contains(&k) {
                 tokio::time::sleep_until(first + pace * (k as u32 - 1)).await;
             }
             Some((Ok::<_, Infallible>(Bytes::from(event)), (it, k + 1)))
