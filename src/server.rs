@@ -131,7 +131,8 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(ChatServiceServer::new(api.clone()))
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listeners.grpc),
+            // Small frames (stream events) go out at once, not after Nagle's delay.
+            TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
     let mut grpc_task = tokio::spawn(grpc);
