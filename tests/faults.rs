@@ -499,6 +499,14 @@ async fn a_thousand_streams_cancelled_at_random_points_leave_nothing_behind() {
     )
     .await;
     assert!(fake.dropped() > 0, "no stream was cancelled mid-body");
+    // The service's own gauges agree: no stream and no tool call is left open.
+    eventually(
+        "active streams back to 0",
+        Duration::from_secs(10),
+        || async { gauge(&svc, "mcp_chat_active_streams").await == 0.0 },
+    )
+    .await;
+    assert_eq!(gauge(&svc, "mcp_chat_tool_calls_in_flight").await, 0.0);
     // No descriptor or thread piles up (idle pooled upstream connections are allowed for).
     eventually(
         "descriptors back to the baseline",
@@ -553,4 +561,25 @@ async fn cancelled_turns_cancel_their_mcp_calls_on_the_server() {
         cancelled, TOOL_STREAMS,
         "slow calls left running on the MCP server"
     );
+    assert_eq!(gauge(&svc, "mcp_chat_tool_calls_in_flight").await, 0.0);
+    assert_eq!(gauge(&svc, "mcp_chat_active_streams").await, 0.0);
+}
+
+/// A gauge's value from `/metrics`.
+async fn gauge(svc: &Service, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", svc.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{name} missing in /metrics:\n{text}"))
 }

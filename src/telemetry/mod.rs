@@ -56,7 +56,11 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     match log.format {
-        LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
+        // Colours only on a terminal: formatting them costs on every span of every request.
+        LogFormat::Text => fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
