@@ -13,6 +13,12 @@ use mcp_chat::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator: the request path allocates many small
+/// short-lived buffers (headers, JSON, futures), and glibc's malloc/free were the largest
+/// frames of the hot-path profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mcp-chat",

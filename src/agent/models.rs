@@ -6,6 +6,7 @@ use crate::{
     config::{Config, ModelParams, Secret, ToolMode},
     error::CoreError,
     llm::{Endpoint, LlmError},
+    telemetry::metrics::ModelMetrics,
 };
 
 /// One routable model.
@@ -17,6 +18,8 @@ pub struct ModelRoute {
     pub tool_mode: ToolMode,
     pub context_window: u32,
     pub defaults: ModelParams,
+    /// This model's upstream metric series, resolved once.
+    pub metrics: ModelMetrics,
 }
 
 /// All models, looked up by id; built once at start-up.
@@ -41,6 +44,7 @@ impl ModelTable {
                 Ok(Arc::new(ModelRoute {
                     upstream_model: m.upstream_model.unwrap_or_else(|| m.id.clone()),
                     endpoint: Endpoint::new(base_url, api_key, m.headers)?,
+                    metrics: ModelMetrics::new(&m.id),
                     id: m.id,
                     tool_mode: m.tool_mode,
                     context_window: m.context_window,

@@ -32,19 +32,37 @@ pub fn span(req: &axum::http::Request<()>) -> tracing::Span {
     span
 }
 
-fn method_label(path: &str) -> String {
-    const SERVICES: [&str; 4] = [
-        "/mcpchat.v1.ChatService/",
-        "/grpc.health.v1.Health/",
-        "/grpc.reflection.v1.ServerReflection/",
-        "/grpc.reflection.v1alpha.ServerReflection/",
+fn method_label(path: &str) -> &'static str {
+    const METHODS: [&str; 10] = [
+        "mcpchat.v1.ChatService/Chat",
+        "mcpchat.v1.ChatService/StreamChat",
+        "mcpchat.v1.ChatService/ListModels",
+        "mcpchat.v1.ChatService/ListTools",
+        "mcpchat.v1.ChatService/GetSession",
+        "mcpchat.v1.ChatService/DeleteSession",
+        "grpc.health.v1.Health/Check",
+        "grpc.health.v1.Health/Watch",
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
     ];
-    let known = SERVICES.iter().any(|s| path.starts_with(s)) && path.len() < 128;
-    if known {
-        path.trim_start_matches('/').to_string()
-    } else {
-        "unknown".into()
-    }
+    let path = path.strip_prefix('/').unwrap_or(path);
+    METHODS
+        .iter()
+        .find(|m| **m == path)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// The `code` label: the numeric gRPC status codes as text, anything else `unknown`.
+fn code_label(code: &str) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// Counts calls by method and the status code in the response head (trailers-only errors
@@ -87,10 +105,8 @@ where
                 Ok(response) => response
                     .headers()
                     .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_string(),
-                Err(_) => "transport_error".to_string(),
+                    .map_or("0", |v| code_label(v.to_str().unwrap_or_default())),
+                Err(_) => "transport_error",
             };
             let m = metrics::metrics();
             let labels = metrics::MethodLabels { method };
@@ -105,5 +121,41 @@ where
                 .inc();
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_the_served_methods_or_unknown() {
+        let service = crate::pb::chat_service_server::SERVICE_NAME;
+        for method in [
+            "Chat",
+            "StreamChat",
+            "ListModels",
+            "ListTools",
+            "GetSession",
+            "DeleteSession",
+        ] {
+            let path = format!("/{service}/{method}");
+            assert_eq!(method_label(&path), &path[1..]);
+        }
+        assert_eq!(
+            method_label("/grpc.health.v1.Health/Check"),
+            "grpc.health.v1.Health/Check"
+        );
+        // A made-up method of a served service must not mint a new series.
+        assert_eq!(method_label(&format!("/{service}/Made{}", 42)), "unknown");
+        assert_eq!(method_label("/other.Service/Chat"), "unknown");
+    }
+
+    #[test]
+    fn code_labels_are_bounded() {
+        assert_eq!(code_label("0"), "0");
+        assert_eq!(code_label("16"), "16");
+        assert_eq!(code_label("17"), "unknown");
+        assert_eq!(code_label("x"), "unknown");
     }
 }

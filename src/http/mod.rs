@@ -16,11 +16,12 @@ mod sse;
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header::AUTHORIZATION},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::json;
+use tonic::metadata::{AsciiMetadataValue, MetadataKey};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -48,6 +49,20 @@ pub struct HttpSettings {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+
+/// Every route template of the router (the `route` label of the HTTP metrics).
+const ROUTES: [&str; 10] = [
+    "/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/models",
+    "/v1/models/{id}",
+    "/v1/chat/completions",
+    "/chat",
+    "/chat/stream",
+    "/sessions/{id}",
+];
 
 /// The gateway's router; tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
@@ -109,27 +124,26 @@ pub(crate) fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request
     let mut request = tonic::Request::new(message);
     // The client's own timeout becomes the call's deadline (`X-Request-Timeout`, or the
     // `X-Stainless-Timeout` the OpenAI SDKs send), in seconds.
-    let timeout = ["x-request-timeout", "x-stainless-timeout"]
+    const TIMEOUT_HEADERS: [HeaderName; 2] = [
+        HeaderName::from_static("x-request-timeout"),
+        HeaderName::from_static("x-stainless-timeout"),
+    ];
+    let timeout = TIMEOUT_HEADERS
         .iter()
-        .find_map(|name| {
-            headers
-                .get(*name)?
-                .to_str()
-                .ok()?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
+        .find_map(|name| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok())
         .filter(|secs| secs.is_finite() && *secs > 0.0);
     if let Some(secs) = timeout {
         request.set_timeout(std::time::Duration::from_secs_f64(secs.min(86_400.0)));
     }
     // The trace context needs no copy: the in-process call runs inside the HTTP span.
-    for name in ["authorization", "x-request-id"] {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
-            && let Ok(v) = value.parse()
+    for (name, key) in [
+        (AUTHORIZATION, MetadataKey::from_static("authorization")),
+        (REQUEST_ID, MetadataKey::from_static("x-request-id")),
+    ] {
+        if let Some(value) = headers.get(name)
+            && let Ok(v) = AsciiMetadataValue::try_from(value.as_bytes())
         {
-            request.metadata_mut().insert(name, v);
+            request.metadata_mut().insert(key, v);
         }
     }
     request
@@ -202,12 +216,15 @@ fn request_span(req: &Request) -> tracing::Span {
         .map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!(
         "http",
-        otel.name = %format!("{} {route}", req.method()),
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         http.request.method = %req.method(),
         http.route = %route,
         request_id = %id,
     );
+    if crate::telemetry::exporting() {
+        span.record("otel.name", format!("{} {route}", req.method()));
+    }
     crate::telemetry::propagation::set_parent_from(&span, req.headers());
     span
 }
@@ -215,26 +232,48 @@ fn request_span(req: &Request) -> tracing::Span {
 /// Counts the request and its latency to the response head, by route template.
 async fn track(req: Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().as_str().to_string();
+    let route = route_label(req.extensions().get::<MatchedPath>());
+    let method = method_label(req.method());
     let response = next.run(req).await;
     let m = metrics::metrics();
-    let labels = metrics::RouteLabels { route, method };
     m.http_duration
-        .get_or_create(&labels)
+        .get_or_create(&metrics::RouteLabels { route, method })
         .observe(started.elapsed().as_secs_f64());
     let status = response.status().as_u16();
     m.http_requests
         .get_or_create(&metrics::HttpLabels {
-            route: labels.route,
-            method: labels.method,
+            route,
+            method,
             status,
         })
         .inc();
     response
+}
+
+/// The route template as a label: one of the router's own, `unmatched` otherwise.
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    let Some(matched) = matched else {
+        return "unmatched";
+    };
+    ROUTES
+        .iter()
+        .find(|r| **r == matched.as_str())
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// The method as a label; methods outside the standard ones are `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 async fn metrics() -> Response {

@@ -24,6 +24,7 @@ pub use retry::RetryPolicy;
 use std::{collections::BTreeMap, pin::Pin, time::Duration};
 
 use futures::Stream;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Secret;
 
@@ -142,6 +143,9 @@ pub struct Endpoint {
     pub headers: BTreeMap<String, Secret>,
     /// `{base_url}/chat/completions`, parsed.
     chat_url: reqwest::Url,
+    /// The key and the endpoint's own headers as header values, built once; an invalid
+    /// one is reported on each call (not at start-up), naming the header.
+    fixed_headers: Result<HeaderMap, String>,
 }
 
 impl Endpoint {
@@ -156,18 +160,44 @@ impl Endpoint {
             url: raw.clone(),
             message: format!("not a valid URL: {e}"),
         })?;
+        let fixed_headers = fixed_headers(&api_key, &headers);
         Ok(Self {
             base_url,
             api_key,
             headers,
             chat_url,
+            fixed_headers,
         })
+    }
+
+    /// The key (when set) and the endpoint's own headers, or why one is not a valid value.
+    pub fn fixed_headers(&self) -> Result<&HeaderMap, &str> {
+        self.fixed_headers.as_ref().map_err(String::as_str)
     }
 
     /// Where chat completions are posted.
     pub fn chat_url(&self) -> &reqwest::Url {
         &self.chat_url
     }
+}
+
+fn fixed_headers(api_key: &Secret, extra: &BTreeMap<String, Secret>) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::with_capacity(3 + extra.len());
+    if !api_key.is_empty() {
+        let mut value = HeaderValue::try_from(format!("Bearer {}", api_key.expose()))
+            .map_err(|_| "the API key is not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    for (name, value) in extra {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        let mut value = HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("invalid value for header {name}"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
 }
 
 /// Token counts as the upstream reported them.

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio::time::{Instant, timeout_at};
 
 use super::{
@@ -246,9 +246,10 @@ impl LlmClient for OpenAiClient {
     }
 }
 
-/// The request headers: JSON body, what we accept, the key (only when set), the endpoint's own.
+/// The request headers: the endpoint's fixed ones (built once), JSON body, what we accept,
+/// and the current trace context.
 fn headers(endpoint: &Endpoint, stream: bool) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::with_capacity(3 + endpoint.headers.len());
+    let mut headers = endpoint.fixed_headers().map_err(str::to_owned)?.clone();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let accept = if stream {
         "text/event-stream"
@@ -256,20 +257,6 @@ fn headers(endpoint: &Endpoint, stream: bool) -> Result<HeaderMap, String> {
         "application/json"
     };
     headers.insert(ACCEPT, HeaderValue::from_static(accept));
-    if !endpoint.api_key.is_empty() {
-        let mut value = HeaderValue::try_from(format!("Bearer {}", endpoint.api_key.expose()))
-            .map_err(|_| "the API key is not a valid header value".to_owned())?;
-        value.set_sensitive(true);
-        headers.insert(AUTHORIZATION, value);
-    }
-    for (name, value) in &endpoint.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name {name:?}"))?;
-        let mut value = HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("invalid value for header {name}"))?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
-    }
     crate::telemetry::propagation::inject_current(&mut headers);
     Ok(headers)
 }

@@ -3,7 +3,7 @@
 //! service's own, models/servers/tools come from the configuration; never session ids or
 //! raw paths.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -18,42 +18,42 @@ use prometheus_client::{
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrpcLabels {
-    pub method: String,
-    pub code: String,
+    pub method: &'static str,
+    pub code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
-    pub method: String,
+    pub method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
-    pub model: String,
+    pub model: Arc<str>,
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
-    pub model: String,
+    pub model: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
-    pub model: String,
+    pub model: Arc<str>,
     pub direction: &'static str,
 }
 
@@ -225,6 +225,69 @@ impl Metrics {
         if u64::from(restarts) > seen {
             counter.inc_by(u64::from(restarts) - seen);
         }
+    }
+}
+
+/// Every way an upstream call can end, as the `outcome` label of `upstream_requests`.
+pub const UPSTREAM_OUTCOMES: [&str; 9] = [
+    "ok",
+    "connect_error",
+    "timeout",
+    "client_error",
+    "server_error",
+    "bad_response",
+    "stream_error",
+    "cancelled",
+    "error",
+];
+
+/// One model's upstream series, resolved once when the model table is built so that a
+/// call records into them without hashing labels or allocating. Every outcome's counter
+/// exists from the start (at 0), as Prometheus recommends for known label values.
+#[derive(Debug, Clone)]
+pub struct ModelMetrics {
+    pub duration: Histogram,
+    pub first_token: Histogram,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
+    outcomes: [Counter; UPSTREAM_OUTCOMES.len()],
+}
+
+impl ModelMetrics {
+    pub fn new(model: &str) -> Self {
+        let m = metrics();
+        let model: Arc<str> = Arc::from(model);
+        let by_model = ModelLabels {
+            model: model.clone(),
+        };
+        let tokens = |direction| {
+            m.tokens.get_or_create_owned(&TokenLabels {
+                model: model.clone(),
+                direction,
+            })
+        };
+        Self {
+            duration: m.upstream_duration.get_or_create_owned(&by_model),
+            first_token: m.upstream_first_token.get_or_create_owned(&by_model),
+            prompt_tokens: tokens("prompt"),
+            completion_tokens: tokens("completion"),
+            outcomes: UPSTREAM_OUTCOMES.map(|outcome| {
+                m.upstream_requests.get_or_create_owned(&UpstreamLabels {
+                    model: model.clone(),
+                    outcome,
+                })
+            }),
+        }
+    }
+
+    /// Counts one call ending with `outcome` (one of [`UPSTREAM_OUTCOMES`]; anything else
+    /// counts as `error`).
+    pub fn count(&self, outcome: &str) {
+        let i = UPSTREAM_OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(UPSTREAM_OUTCOMES.len() - 1);
+        self.outcomes[i].inc();
     }
 }
 

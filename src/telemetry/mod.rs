@@ -9,14 +9,25 @@
 //!   ([`propagation`]).
 //! - Metrics: Prometheus families served at `GET /metrics` ([`metrics`]).
 
+pub mod fields;
 pub mod metrics;
 pub mod propagation;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
 
 use crate::config::{LogConfig, LogFormat};
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported: fields only the trace exporter reads (a span's `otel.name`)
+/// are worth computing on the request path only then.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Keeps the trace exporter alive; [`Telemetry::shutdown`] flushes it.
 #[derive(Default)]
@@ -57,8 +68,10 @@ where
 {
     match log.format {
         // Colours only on a terminal: formatting them costs on every span of every request.
+        // Span fields are formatted as each span opens, on every request: see `fields`.
         LogFormat::Text => fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(fields::PlainFields)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => fmt::layer()
@@ -86,6 +99,7 @@ pub fn init_service(log: &LogConfig) -> Telemetry {
         .with(filter(log))
         .try_init();
     if let Some(provider) = &provider {
+        EXPORTING.store(true, Ordering::Relaxed);
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracing::info!("exporting traces over OTLP");
     }

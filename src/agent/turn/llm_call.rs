@@ -12,7 +12,6 @@ use crate::{
     config::ToolMode,
     error::CoreError,
     llm::{Completion, CompletionRequest, LlmError, LlmEvent},
-    telemetry::metrics,
 };
 
 impl Turn<'_> {
@@ -63,23 +62,14 @@ impl Turn<'_> {
             .call_llm_inner(request, mode, started)
             .instrument(span.clone())
             .await;
-        let m = metrics::metrics();
-        let model = self.route.id.clone();
+        let m = &self.route.metrics;
         let outcome = match &result {
             Ok(completion) => {
                 if let Some(u) = completion.usage {
                     span.record("prompt_tokens", u.prompt_tokens);
                     span.record("completion_tokens", u.completion_tokens);
-                    let tokens = |direction| metrics::TokenLabels {
-                        model: model.clone(),
-                        direction,
-                    };
-                    m.tokens
-                        .get_or_create(&tokens("prompt"))
-                        .inc_by(u64::from(u.prompt_tokens));
-                    m.tokens
-                        .get_or_create(&tokens("completion"))
-                        .inc_by(u64::from(u.completion_tokens));
+                    m.prompt_tokens.inc_by(u64::from(u.prompt_tokens));
+                    m.completion_tokens.inc_by(u64::from(u.completion_tokens));
                 }
                 "ok"
             }
@@ -95,14 +85,8 @@ impl Turn<'_> {
             Err(_) => "error",
         };
         span.record("status", outcome);
-        m.upstream_duration
-            .get_or_create(&metrics::ModelLabels {
-                model: model.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        m.upstream_requests
-            .get_or_create(&metrics::UpstreamLabels { model, outcome })
-            .inc();
+        m.duration.observe(started.elapsed().as_secs_f64());
+        m.count(outcome);
         result
     }
 
@@ -135,11 +119,9 @@ impl Turn<'_> {
                 Some(Ok(LlmEvent::Content(text))) => {
                     if first {
                         first = false;
-                        metrics::metrics()
-                            .upstream_first_token
-                            .get_or_create(&metrics::ModelLabels {
-                                model: self.route.id.clone(),
-                            })
+                        self.route
+                            .metrics
+                            .first_token
                             .observe(started.elapsed().as_secs_f64());
                     }
                     if mode == ToolMode::Native && !text.is_empty() {

@@ -43,11 +43,44 @@ pub struct CompletionRequest {
     pub session_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Stop {
-    One(String),
-    Many(Vec<String>),
+/// `stop`: one string or several.
+pub type Stop = StrOrSeq<String>;
+
+/// A JSON string or an array, told apart by the value's first token. (serde's untagged
+/// enums buffer the whole value before trying each variant, on every request.)
+#[derive(Debug)]
+pub enum StrOrSeq<T> {
+    Str(String),
+    Seq(Vec<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOrSeq<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = StrOrSeq<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrOrSeq::Str(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(StrOrSeq::Str(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(StrOrSeq::Seq(items))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,12 +99,8 @@ pub struct InMessage {
     pub tool_calls: Vec<InToolCall>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Content {
-    Text(String),
-    Parts(Vec<Part>),
-}
+/// A message's `content`: text, or an array of parts.
+pub type Content = StrOrSeq<Part>;
 
 #[derive(Debug, Deserialize)]
 pub struct Part {
@@ -159,8 +188,8 @@ impl CompletionRequest {
         let response_format = self.response_format.map(response_format).transpose()?;
         let stop = match self.stop {
             None => Vec::new(),
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(v)) => v,
+            Some(StrOrSeq::Str(s)) => vec![s],
+            Some(StrOrSeq::Seq(v)) => v,
         };
         Ok(pb::ChatRequest {
             model: self.model,
@@ -203,8 +232,8 @@ fn message(m: InMessage, i: usize) -> Result<pb::Message, ApiError> {
     };
     let content = match m.content {
         None => String::new(),
-        Some(Content::Text(t)) => t,
-        Some(Content::Parts(parts)) => {
+        Some(StrOrSeq::Str(t)) => t,
+        Some(StrOrSeq::Seq(parts)) => {
             let mut text = Vec::with_capacity(parts.len());
             for (j, part) in parts.into_iter().enumerate() {
                 match (part.kind.as_str(), part.text) {
