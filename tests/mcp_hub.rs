@@ -1,6 +1,7 @@
-//! End-to-end tests of the MCP hub against real servers: our fixture (stdio and streamable
-//! HTTP), `mcp-server-sqlite` (PyPI) and `@modelcontextprotocol/server-everything` (npm) in
-//! its stdio, legacy SSE and streamable HTTP modes.
+//! End-to-end tests of the MCP hub against real servers: our fixture (stdio, streamable
+//! HTTP and legacy SSE), `mcp-server-sqlite` (PyPI) and
+//! `@modelcontextprotocol/server-everything` (npm) in its stdio, legacy SSE and streamable
+//! HTTP modes.
 //!
 //! The fixture is the example `fixture-mcp-server`; scripts/test builds it
 //! (or run `cargo build --example fixture-mcp-server` first). It is looked up in
@@ -127,8 +128,13 @@ impl Drop for KillOnDrop {
 }
 
 fn fixture_http() -> (KillOnDrop, String) {
+    fixture_serving("--http")
+}
+
+/// The fixture serving `mode` (`--http` or `--sse`) on a free port, and its URL.
+fn fixture_serving(mode: &str) -> (KillOnDrop, String) {
     let mut child = Command::new(fixture())
-        .args(["--http", "127.0.0.1:0", "--name", "web"])
+        .args([mode, "127.0.0.1:0", "--name", "web"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -163,6 +169,7 @@ async fn exercise_fixture(hub: &McpHub) {
         "add_tool",
         "bare",
         "cancellations",
+        "traceparent",
     ] {
         assert!(
             tools.iter().any(|s| s.name == t),
@@ -179,6 +186,12 @@ async fn exercise_fixture(hub: &McpHub) {
     assert!(out.ok && out.text.ends_with("hi"), "{out:?}");
     let out = call(hub, "add", json!({"a": 2, "b": 3})).await;
     assert!(out.ok && out.text.contains("\"sum\":5"), "{out:?}");
+    // No trace context here (no OTLP export): no `_meta` key and no header.
+    let out = call(hub, "traceparent", json!({})).await;
+    assert!(
+        out.ok && out.text == r#"{"header":null,"meta":null}"#,
+        "{out:?}"
+    );
 
     // isError comes back as the tool's answer, not retried.
     let out = call(hub, "fail", json!({})).await;
@@ -270,6 +283,16 @@ async fn fixture_over_streamable_http_lists_and_calls() {
     let hub = start(json!({"web": {"type": "streamable_http", "url": url, "timeout": 0.4}})).await;
     assert_eq!(hub.servers()[0].state, "ready", "{:?}", hub.servers());
     assert_eq!(hub.servers()[0].transport, "streamable_http");
+    exercise_fixture(&hub).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_over_legacy_sse_lists_and_calls() {
+    let (_server, url) = fixture_serving("--sse");
+    let hub = start(json!({"web": {"type": "sse", "url": url, "timeout": 0.4}})).await;
+    assert_eq!(hub.servers()[0].state, "ready", "{:?}", hub.servers());
+    assert_eq!(hub.servers()[0].transport, "sse");
     exercise_fixture(&hub).await;
     hub.shutdown().await;
 }

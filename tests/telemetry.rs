@@ -1,6 +1,7 @@
 //! Operations end to end: the span tree of a chat with a tool call arrives at an OTLP
-//! collector (an in-process tonic server) under the caller's `traceparent`, the upstream
-//! receives the same trace, and `/metrics` has every family with bounded labels.
+//! collector (an in-process tonic server) under the caller's `traceparent`, the upstream and
+//! the MCP servers over HTTP (streamable HTTP and legacy SSE) receive the same trace, and
+//! `/metrics` has every family with bounded labels.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/service.rs"]
@@ -22,7 +23,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use serde_json::json;
-use service::{Service, dir_with_fixture};
+use service::{Service, dir_with_fixture, dir_with_servers, fixture_serving};
 use upstream::{Answer, FakeUpstream, Reply};
 
 #[derive(Clone, Default)]
@@ -50,15 +51,54 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+impl Collector {
+    /// Starts the collector on a free port; returns its endpoint.
+    async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(self.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        tokio::spawn(server);
+        endpoint
+    }
+
+    /// The spans of `trace_id` once `done` holds for their names (15 s at most).
+    async fn spans_of(&self, trace_id: &str, done: impl Fn(&[&str]) -> bool) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let spans: Vec<Span> = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| hex(&s.trace_id) == trace_id)
+                .cloned()
+                .collect();
+            let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+            if done(&names) {
+                return spans;
+            }
+            assert!(Instant::now() < deadline, "spans seen: {names:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The environment that exports the service's spans to `endpoint`.
+fn otlp_env(endpoint: &str) -> [(&'static str, &str); 4] {
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_SERVICE_NAME", "mcp-chat-test"),
+    ]
+}
+
 #[tokio::test]
 async fn a_chat_with_a_tool_call_exports_the_span_tree_under_the_callers_trace() {
     let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(collector.clone()))
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
-    tokio::spawn(server);
+    let endpoint = collector.start().await;
 
     let fake = FakeUpstream::with([
         Reply::answer(Answer::text(&[]).tool_call("c1", "add", &["{\"a\": 1, \"b\": 2}"])),
@@ -68,13 +108,14 @@ async fn a_chat_with_a_tool_call_exports_the_span_tree_under_the_callers_trace()
     let svc = Service::start_in(
         dir_with_fixture(),
         &[
-            ("OPENAI_BASE_URL", &fake.base_url),
-            ("DEFAULT_MODEL", "test-model"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("OTEL_SERVICE_NAME", "mcp-chat-test"),
-        ],
+            [
+                ("OPENAI_BASE_URL", fake.base_url.as_str()),
+                ("DEFAULT_MODEL", "test-model"),
+            ]
+            .as_slice(),
+            &otlp_env(&endpoint),
+        ]
+        .concat(),
         &[],
     )
     .await;
@@ -92,26 +133,13 @@ async fn a_chat_with_a_tool_call_exports_the_span_tree_under_the_callers_trace()
     assert_eq!(r.status(), 200);
 
     // Wait for the batch exporter.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let spans = loop {
-        let spans: Vec<Span> = collector
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| hex(&s.trace_id) == trace_id)
-            .cloned()
-            .collect();
-        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-        if names.contains(&"tool.call")
-            && names.iter().filter(|n| **n == "llm.call").count() == 2
-            && names.iter().any(|n| n.starts_with("POST"))
-        {
-            break spans;
-        }
-        assert!(Instant::now() < deadline, "spans seen: {names:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let spans = collector
+        .spans_of(trace_id, |names| {
+            names.contains(&"tool.call")
+                && names.iter().filter(|n| **n == "llm.call").count() == 2
+                && names.iter().any(|n| n.starts_with("POST"))
+        })
+        .await;
     let by_name = |name: &'static str| spans.iter().filter(move |s| s.name == name);
     let http = spans
         .iter()
@@ -164,6 +192,95 @@ async fn a_chat_with_a_tool_call_exports_the_span_tree_under_the_callers_trace()
         assert!(
             by_name("llm.call").any(|s| hex(&s.span_id) == parts[2]),
             "{header}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mcp_servers_over_http_receive_the_tool_calls_trace() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let (_web, web_url) = fixture_serving("--http", "web");
+    let (_legacy, legacy_url) = fixture_serving("--sse", "legacy");
+    let dir = dir_with_servers(json!({
+        "web": {"type": "streamable_http", "url": web_url},
+        "legacy": {"type": "sse", "url": legacy_url},
+    }));
+    let fake = FakeUpstream::with([
+        Reply::answer(
+            Answer::text(&[])
+                .tool_call("c1", "web__traceparent", &["{}"])
+                .tool_call("c2", "legacy__traceparent", &["{}"]),
+        ),
+        Reply::text(&["done"]),
+    ])
+    .await;
+    let svc = Service::start_in(
+        dir,
+        &[
+            [
+                ("OPENAI_BASE_URL", fake.base_url.as_str()),
+                ("DEFAULT_MODEL", "test-model"),
+            ]
+            .as_slice(),
+            &otlp_env(&endpoint),
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let body = json!({"messages": [{"role": "user", "content": "trace?"}]});
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spans = collector
+        .spans_of(trace_id, |names| {
+            names.iter().filter(|n| **n == "tool.call").count() == 2
+        })
+        .await;
+
+    // The tools' answers (what each server saw) went back to the model.
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let seen: HashMap<String, serde_json::Value> = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            let id = m["tool_call_id"].as_str().unwrap().to_string();
+            let content = m["content"].as_str().unwrap();
+            (
+                id,
+                serde_json::from_str(content).unwrap_or_else(|e| panic!("{content}: {e}")),
+            )
+        })
+        .collect();
+    for (call, server) in [("c1", "web"), ("c2", "legacy")] {
+        let tool = spans
+            .iter()
+            .find(|s| {
+                s.name == "tool.call"
+                    && s.attributes
+                        .iter()
+                        .any(|a| a.key == "server" && format!("{:?}", a.value).contains(server))
+            })
+            .unwrap_or_else(|| panic!("no tool.call span for {server}"));
+        let expected = format!("00-{trace_id}-{}-01", hex(&tool.span_id));
+        assert_eq!(
+            seen[call]["header"], expected,
+            "{server}: the HTTP header names the tool.call span as parent: {seen:?}"
+        );
+        assert_eq!(
+            seen[call]["meta"], expected,
+            "{server}: so does `_meta`: {seen:?}"
         );
     }
 }

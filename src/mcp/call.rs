@@ -1,6 +1,7 @@
 //! Routing one tool call: exposed name -> server, timeout reset by progress up to a hard
 //! maximum, retries for transport failures and servers that are restarting (never for the
-//! tool's own `isError`), cancellation forwarded as `notifications/cancelled`.
+//! tool's own `isError`), cancellation forwarded as `notifications/cancelled`, and the
+//! caller's trace context sent along in the request's `_meta` (`trace.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use rmcp::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, ToolOutcome, result, supervisor::Slot};
+use super::{Shared, ToolOutcome, result, supervisor::Slot, trace};
 
 /// Why one attempt failed.
 enum Failure {
@@ -156,7 +157,9 @@ async fn call_once(
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<Value, Failure> {
-    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+    let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+    // The current span is the caller's `tool.call`: the server's spans become its children.
+    trace::inject(&mut params);
     let options = PeerRequestOptions::with_timeout(timeout)
         .reset_timeout_on_progress()
         .with_max_total_timeout(shared.config.call_max_duration.max(timeout));

@@ -5,7 +5,8 @@
 //! every JSON-RPC message; the server's messages arrive as `message` events on the stream.
 //! When the stream is lost the transport reconnects (a few times, with a growing pause) and
 //! posts to the new endpoint; when it gives up, `receive` ends and the supervisor restarts
-//! the connection.
+//! the connection. A tool call's POST carries its trace context as `traceparent`/`tracestate`
+//! headers (`trace.rs`).
 
 use std::{borrow::Cow, time::Duration};
 
@@ -23,7 +24,7 @@ use sse_stream::SseStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::McpError;
+use super::{McpError, trace};
 
 const MAX_RECONNECTS: u32 = 5;
 
@@ -94,7 +95,10 @@ impl Transport<RoleClient> for LegacySseTransport {
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let client = self.client.clone();
-        let headers = self.headers.clone();
+        let mut headers = self.headers.clone();
+        for (name, value) in trace::headers_of(&item) {
+            headers.insert(name, value);
+        }
         let endpoint = self.endpoint.borrow().clone();
         async move {
             let endpoint =

@@ -18,14 +18,15 @@
 //!
 //! Files: `transport.rs` (connection set-up, child processes), `legacy_sse.rs` (the
 //! 2024-11-05 SSE client transport), `supervisor.rs` (per-server task: restart, re-list),
-//! `naming.rs` (exposed names, schema repair), `call.rs` (call routing), `result.rs`
-//! (results as text for the model).
+//! `naming.rs` (exposed names, schema repair), `call.rs` (call routing), `trace.rs` (the
+//! caller's trace context on tool calls), `result.rs` (results as text for the model).
 
 mod call;
 pub mod legacy_sse;
 pub mod naming;
 pub mod result;
 mod supervisor;
+pub mod trace;
 pub mod transport;
 
 use std::{

@@ -1,6 +1,7 @@
 //! Connection set-up per transport: stdio child processes, streamable HTTP, legacy SSE, and
 //! `http` (streamable HTTP, falling back to legacy SSE as the MCP specification's
-//! backwards-compatibility section describes).
+//! backwards-compatibility section describes). Both HTTP transports send a tool call's trace
+//! context as `traceparent`/`tracestate` headers too (`trace.rs`).
 //!
 //! Stdio children run in their own process group with piped stdio; their stderr is logged
 //! line by line under the server's name. A [`ChildGuard`] owns the child: it reports the exit
@@ -31,7 +32,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{McpError, legacy_sse::LegacySseTransport};
+use super::{McpError, legacy_sse::LegacySseTransport, trace::TracingHttpClient};
 use crate::config::{McpServerConfig, McpTransportConfig};
 
 const SIGTERM: i32 = 15;
@@ -139,8 +140,10 @@ async fn streamable(
         }
         custom.insert(name, value);
     }
-    let transport =
-        StreamableHttpClientTransport::with_client(http.clone(), config.custom_headers(custom));
+    let transport = StreamableHttpClientTransport::with_client(
+        TracingHttpClient(http.clone()),
+        config.custom_headers(custom),
+    );
     let service = handler
         .serve(transport)
         .await

@@ -148,6 +148,33 @@ pub fn fixture_path() -> PathBuf {
     path
 }
 
+/// A fixture process, killed when dropped.
+pub struct FixtureProcess(Child);
+
+impl Drop for FixtureProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The fixture serving `mode` (`--http`: streamable HTTP, `--sse`: legacy SSE) on a free
+/// port, named `name`, and its URL.
+pub fn fixture_serving(mode: &str, name: &str) -> (FixtureProcess, String) {
+    let mut child = Command::new(fixture_path())
+        .args([mode, "127.0.0.1:0", "--name", name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (FixtureProcess(child), line.trim().to_string())
+}
+
 /// A temp dir whose `servers_config.json` is `{"mcpServers": servers}`.
 pub fn dir_with_servers(servers: serde_json::Value) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
