@@ -331,8 +331,8 @@ mod tests {
         m.set_server("render-test", true, 2);
         m.http_duration
             .get_or_create(&RouteLabels {
-                route: "/render-test".into(),
-                method: "GET".into(),
+                route: "/render-test",
+                method: "GET",
             })
             .observe(0.01);
         let text = m.render();
