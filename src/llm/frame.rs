@@ -62,7 +62,7 @@ impl FrameDecoder {
                 bytes = rest;
             }
         }
-        while let Some(end) = bytes.iter().position(|b| matches!(b, b'\n' | b'\r')) {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) {
             if self.line.is_empty() {
                 self.line_done(&bytes[..end]);
             } else {
