@@ -140,6 +140,7 @@ pub async fn run(
 
     let settings = http::HttpSettings {
         max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: config.server.body_read_timeout,
         cors_allow_origins: config.server.cors_allow_origins.clone(),
     };
     let state = HttpState {
@@ -159,9 +160,16 @@ pub async fn run(
     // ready pod offers the tools it will have; servers that failed keep retrying.
     let _ = hub.wait_first_attempts(config.mcp.startup_timeout).await;
     report_servers(&readiness, hub.as_ref());
+    readiness.mark_started();
+    let mut serving = readiness.report().ready;
+    set_health(&health, serving).await;
+    // Once a second: MCP server states onto the board, the gRPC health status after the
+    // board (so the native gRPC readiness probe sees what `/readyz` sees, a `required`
+    // server going down included), and the stored-session gauge.
     let board = readiness.clone();
     let watched = hub.clone();
     let stop_watch = shutdown.clone();
+    let reporter = health.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -169,6 +177,12 @@ pub async fn run(
                 () = stop_watch.cancelled() => break,
                 _ = tick.tick() => {
                     report_servers(&board, watched.as_ref());
+                    let ready = board.report().ready;
+                    if ready != serving && !stop_watch.is_cancelled() {
+                        serving = ready;
+                        set_health(&reporter, ready).await;
+                        tracing::info!(ready, "readiness changed");
+                    }
                     if let Ok(Some(n)) = sessions.count().await {
                         crate::telemetry::metrics::metrics().sessions_stored.set(i64::try_from(n).unwrap_or(i64::MAX));
                     }
@@ -176,9 +190,11 @@ pub async fn run(
             }
         }
     });
-    health.set_serving::<ChatServiceServer<ChatApi>>().await;
-    readiness.mark_started();
-    tracing::info!(%http_addr, %grpc_addr, "mcp-chat is ready");
+    if serving {
+        tracing::info!(%http_addr, %grpc_addr, "mcp-chat is ready");
+    } else {
+        tracing::warn!(%http_addr, %grpc_addr, "mcp-chat is up but not ready: a required MCP server is down (see /readyz)");
+    }
 
     tokio::select! {
         biased;
@@ -217,6 +233,15 @@ pub async fn run(
 }
 
 /// Puts each MCP server's state on the readiness board (`mcp:<name>`).
+/// The gRPC health status of the chat service (what the readiness probe asks for).
+async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool) {
+    if serving {
+        health.set_serving::<ChatServiceServer<ChatApi>>().await;
+    } else {
+        health.set_not_serving::<ChatServiceServer<ChatApi>>().await;
+    }
+}
+
 fn report_servers(readiness: &Readiness, hub: &dyn ToolHub) {
     let metrics = crate::telemetry::metrics::metrics();
     for s in hub.servers() {

@@ -583,3 +583,82 @@ async fn gauge(svc: &Service, name: &str) -> f64 {
         })
         .unwrap_or_else(|| panic!("{name} missing in /metrics:\n{text}"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_server_going_down_turns_both_readiness_probes_unready_until_it_is_back() {
+    // Starts the fixture while the marker is absent; refuses to start while it is there.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("down");
+    let script = dir.path().join("needed.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{m}' ]; then echo 'refusing to start' >&2; exit 1; fi\nexec '{f}'\n",
+            m = marker.display(),
+            f = fixture_path().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let config = json!({"mcpServers": {"needed": {"command": script, "required": true}}});
+    std::fs::write(dir.path().join("servers_config.json"), config.to_string()).unwrap();
+    let marker_path = marker.clone();
+
+    let fake = FakeUpstream::with([call("c1", "crash", "{}"), Reply::text(&["gone"])]).await;
+    let svc = start_with(
+        &fake.base_url,
+        dir,
+        &[("MCP_CHAT_MCP_MAX_RESTART_BACKOFF", "1s")],
+    )
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(svc.grpc())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let ready_url = format!("{}/readyz", svc.http());
+    let probes = move || {
+        let mut health = health.clone();
+        let url = ready_url.clone();
+        async move {
+            let grpc = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "mcpchat.v1.ChatService".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            let http = reqwest::get(&url).await.unwrap().status().as_u16();
+            (grpc, http)
+        }
+    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let serving = ServingStatus::Serving as i32;
+    let not_serving = ServingStatus::NotServing as i32;
+    assert_eq!(probes().await, (serving, 200));
+
+    // The server exits and cannot come back: both probes turn unready.
+    std::fs::write(&marker_path, "").unwrap();
+    let mut client = grpc(&svc).await;
+    let r = client.chat(user("crash")).await.unwrap().into_inner();
+    assert_eq!(r.message.unwrap().content, "gone");
+    eventually("both probes unready", Duration::from_secs(15), || {
+        let probes = probes.clone();
+        async move { probes().await == (not_serving, 503) }
+    })
+    .await;
+
+    // It can start again: both probes turn ready with it.
+    std::fs::remove_file(&marker_path).unwrap();
+    eventually("both probes ready again", Duration::from_secs(15), || {
+        let probes = probes.clone();
+        async move { probes().await == (serving, 200) }
+    })
+    .await;
+}

@@ -321,16 +321,27 @@ async fn beyond_max_in_flight_requests_are_refused_fast_on_both_apis() {
     stream.message().await.unwrap().unwrap();
 
     // The third is refused at once, on both APIs; probes still answer.
-    for _ in 0..20 {
+    for i in 0..20 {
         let started = Instant::now();
-        let r = http
+        let mut post = http
             .post(format!("{}/v1/chat/completions", svc.http()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .json(&body);
+        if i % 2 == 1 {
+            post = post.header("x-request-id", format!("mine-{i}"));
+        }
+        let r = post.send().await.unwrap();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
+        let id = r.headers()["x-request-id"].to_str().unwrap();
+        if i % 2 == 1 {
+            assert_eq!(
+                id,
+                format!("mine-{i}"),
+                "the client's request id comes back"
+            );
+        } else {
+            assert_eq!(id.len(), 36, "a new request id: {id}");
+        }
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "overloaded", "{v}");
         assert!(
@@ -386,4 +397,93 @@ async fn beyond_max_in_flight_requests_are_refused_fast_on_both_apis() {
         assert!(Instant::now() < deadline, "the permits never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_get_a_408_and_free_their_in_flight_slot() {
+    let fake = FakeUpstream::with([Reply::text(&["after"])]).await;
+    let svc = start(
+        &fake,
+        &[
+            ("MCP_CHAT_BODY_READ_TIMEOUT", "1s"),
+            ("MCP_CHAT_MAX_IN_FLIGHT", "1"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let body = json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]});
+
+    // Half a body, then nothing: the request holds the only in-flight slot meanwhile.
+    let started = Instant::now();
+    let mut stream = connect(&svc).await;
+    stream
+        .write_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\": ",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = http
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "the slow body holds the slot");
+
+    // The timeout answers it with a 408 in the OpenAI shape and closes the connection.
+    let answer = read_to_close(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the connection is closed after the 408");
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let json_start = text.find('{').unwrap();
+    let v: Value = serde_json::from_str(text[json_start..].trim()).unwrap();
+    assert_eq!(v["error"]["code"], "request_timeout", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.body_read_timeout")
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+
+    // The slot is free again.
+    let r = http
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "after");
+    assert_eq!(fake.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_the_header_read_timeout() {
+    let fake = FakeUpstream::start().await;
+    let svc = start(&fake, &[("MCP_CHAT_HEADER_READ_TIMEOUT", "1s")]).await;
+    let mut stream = connect(&svc).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Then nothing: the wait for the next request's headers is bounded too.
+    let idle = Instant::now();
+    let rest = read_to_close(&mut stream, Duration::from_secs(5)).await;
+    assert!(rest.is_some(), "an idle keep-alive connection stays open");
+    assert!(
+        idle.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        idle.elapsed()
+    );
 }

@@ -64,6 +64,10 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers before its connection closes.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's whole body (a body that trickles in
+    /// would otherwise hold an in-flight slot for as long as the client likes).
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(25),
             max_in_flight: 512,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn resolve_and_check(
     }
     for (key, d) in [
         ("server.header_read_timeout", s.header_read_timeout),
+        ("server.body_read_timeout", s.body_read_timeout),
         ("upstream.connect_timeout", u.connect_timeout),
         ("upstream.first_byte_timeout", u.first_byte_timeout),
         ("upstream.idle_timeout", u.idle_timeout),

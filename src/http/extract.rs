@@ -1,5 +1,8 @@
 //! Request-body extraction whose every failure is an OpenAI-shaped error: too large (413),
-//! not JSON or nested too deep (400), or the wrong shape (400 naming the field).
+//! not in whole within `server.body_read_timeout` (408), not JSON or nested too deep (400),
+//! or the wrong shape (400 naming the field).
+
+use std::time::Duration;
 
 use axum::{
     body::Bytes,
@@ -13,13 +16,39 @@ use super::ApiError;
 /// A JSON body parsed into `T`.
 pub struct JsonBody<T>(pub T);
 
+/// How long reading a whole body may take (set by the router from the config).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub Duration);
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let limit = req
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map_or(DEFAULT_BODY_READ_TIMEOUT, |t| t.0);
+        let bytes = tokio::time::timeout(limit, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| body_timeout(limit))?
+            .map_err(body_error)?;
         parse(&bytes).map(JsonBody)
     }
+}
+
+/// For routers built without the setting (tests); the config's default.
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn body_timeout(limit: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "invalid_request_error",
+        Some("request_timeout"),
+        format!(
+            "the request body did not arrive within {} s (server.body_read_timeout)",
+            limit.as_secs_f64()
+        ),
+    )
 }
 
 /// Parses JSON text, naming the path of a misplaced or mistyped field. A body that parses

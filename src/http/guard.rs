@@ -19,6 +19,7 @@ use axum::{
     Router,
     body::Body,
     extract::{Request, State},
+    http::HeaderValue,
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -52,7 +53,18 @@ async fn limit_in_flight(State(limit): State<InFlight>, request: Request, next: 
         return next.run(request).await;
     }
     let Some(permit) = limit.try_acquire() else {
-        return ApiError::from(overloaded_status(limit.limit())).into_response();
+        // Refused before the request-id layers: the answer still carries the id (the
+        // client's own, or a new one) so it can be matched with logs and reports.
+        let mut response = ApiError::from(overloaded_status(limit.limit())).into_response();
+        let id = request
+            .headers()
+            .get(&super::REQUEST_ID)
+            .cloned()
+            .or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
+        if let Some(id) = id {
+            response.headers_mut().insert(super::REQUEST_ID, id);
+        }
+        return response;
     };
     let response = next.run(request).await;
     response.map(|body| Body::new(PermitBody::new(body, permit)))

@@ -41,13 +41,14 @@ pub struct HttpState {
 }
 
 /// Gateway settings taken from the config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
     pub cors_allow_origins: Vec<String>,
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 
 /// Every route template of the router (the `route` label of the HTTP metrics).
@@ -83,7 +84,10 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(axum::Extension(extract::BodyReadTimeout(
+            settings.body_read_timeout,
+        )));
     let routes = match cors(&settings.cors_allow_origins) {
         Some(layer) => routes.layer(layer),
         None => routes,
