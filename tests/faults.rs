@@ -22,7 +22,9 @@ use std::{
 use futures::StreamExt;
 use mcp_chat::pb::{self, chat_event::Event, chat_service_client::ChatServiceClient};
 use serde_json::{Value, json};
-use service::{Service, dir_with_servers, fixture_path, grpc, start_with, user};
+use service::{
+    Service, dir_with_servers, fixture_path, fixture_serving_at, grpc, start_with, user,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, transport::Channel};
 use upstream::{Answer, FakeUpstream, Reply};
@@ -661,4 +663,69 @@ async fn a_required_server_going_down_turns_both_readiness_probes_unready_until_
         async move { probes().await == (serving, 200) }
     })
     .await;
+}
+
+/// The content of the last tool message the upstream was sent.
+fn last_tool_result(fake: &FakeUpstream) -> String {
+    let requests = fake.requests();
+    let last = requests.last().expect("the upstream was called");
+    last.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_server_that_restarts_is_reconnected_and_its_tools_work_again() {
+    let addr = format!("127.0.0.1:{}", service::free_port());
+    let (first, url) = fixture_serving_at("--http", &addr, "first");
+    let dir = dir_with_servers(json!({"remote": {"type": "streamable_http", "url": url}}));
+    let fake = FakeUpstream::start().await;
+    let svc = start_with(
+        &fake.base_url,
+        dir,
+        &[("MCP_CHAT_MCP_MAX_RESTART_BACKOFF", "1s")],
+    )
+    .await;
+    let mut client = grpc(&svc).await;
+    let mut turn = 0;
+    let mut echo = || {
+        turn += 1;
+        fake.push(call(&format!("c{turn}"), "echo", r#"{"text": "hello"}"#));
+        fake.push(Reply::text(&["ok"]));
+    };
+
+    echo();
+    client.chat(user("echo")).await.unwrap();
+    assert_eq!(last_tool_result(&fake), "[first] hello");
+
+    // The server process goes away; a new one (without the old session) comes up on the
+    // same address. Within a few turns the tool works again, answered by the new process.
+    drop(first);
+    let (_second, _) = fixture_serving_at("--http", &addr, "second");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        echo();
+        client.chat(user("echo")).await.unwrap();
+        let result = last_tool_result(&fake);
+        if result == "[second] hello" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted server's tool never answered; last result: {result}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let tools = client
+        .list_tools(pb::ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tools.servers[0].state, "ready", "{tools:?}");
 }

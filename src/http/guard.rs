@@ -40,16 +40,14 @@ use crate::inflight::{InFlight, PermitBody, overloaded_status};
 /// h2 header list), 64 KiB.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Paths never refused by the in-flight limit: liveness, readiness and metrics probes.
-const EXEMPT: &[&str] = &["/healthz", "/readyz", "/metrics"];
-
 /// Wraps the gateway's router with the in-flight limit.
 pub fn with_in_flight_limit(app: Router, limit: InFlight) -> Router {
     app.layer(axum::middleware::from_fn_with_state(limit, limit_in_flight))
 }
 
 async fn limit_in_flight(State(limit): State<InFlight>, request: Request, next: Next) -> Response {
-    if EXEMPT.contains(&request.uri().path()) {
+    // Probes (liveness, readiness, metrics) are never refused.
+    if super::PROBES.contains(&request.uri().path()) {
         return next.run(request).await;
     }
     let Some(permit) = limit.try_acquire() else {

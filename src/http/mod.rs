@@ -94,7 +94,11 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
     };
     routes
         .layer(axum::middleware::from_fn(track))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(on_failure),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -206,6 +210,25 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     (status, Json(report)).into_response()
 }
 
+/// Probe routes: polled every few seconds by the orchestrator, they get no span (and so no
+/// log line); their answers are counted in the metrics like every other route.
+const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Logs a failed request (5xx) as tower-http does, except a probe's: a 503 from `/readyz`
+/// while starting or degraded is its answer, not a failure (readiness changes are logged
+/// where they happen).
+fn on_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    span: &tracing::Span,
+) {
+    use tower_http::trace::OnFailure;
+    if span.is_none() {
+        return;
+    }
+    tower_http::trace::DefaultOnFailure::default().on_failure(class, latency, span);
+}
+
 /// The request's span: its matched route (never the raw path) and request id, parented on
 /// an incoming W3C `traceparent`.
 fn request_span(req: &Request) -> tracing::Span {
@@ -218,6 +241,9 @@ fn request_span(req: &Request) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
+    if PROBES.contains(&route) {
+        return tracing::Span::none();
+    }
     let span = tracing::info_span!(
         "http",
         otel.name = tracing::field::Empty,

@@ -161,8 +161,13 @@ impl Drop for FixtureProcess {
 /// The fixture serving `mode` (`--http`: streamable HTTP, `--sse`: legacy SSE) on a free
 /// port, named `name`, and its URL.
 pub fn fixture_serving(mode: &str, name: &str) -> (FixtureProcess, String) {
+    fixture_serving_at(mode, "127.0.0.1:0", name)
+}
+
+/// The fixture serving `mode` on `addr` (to bring a server back on the same address).
+pub fn fixture_serving_at(mode: &str, addr: &str, name: &str) -> (FixtureProcess, String) {
     let mut child = Command::new(fixture_path())
-        .args([mode, "127.0.0.1:0", "--name", name])
+        .args([mode, addr, "--name", name])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
