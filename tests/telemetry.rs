@@ -321,6 +321,27 @@ async fn metrics_expose_every_family_with_bounded_labels() {
         .send()
         .await
         .unwrap();
+    // Every route of the router is labelled with its own template (whatever its status).
+    let routes = [
+        ("GET", "/", "/"),
+        ("GET", "/healthz", "/healthz"),
+        ("GET", "/readyz", "/readyz"),
+        ("GET", "/v1/models", "/v1/models"),
+        ("GET", "/v1/models/test-model", "/v1/models/{id}"),
+        ("POST", "/chat", "/chat"),
+        ("POST", "/chat/stream", "/chat/stream"),
+        ("GET", "/sessions/nope", "/sessions/{id}"),
+        ("DELETE", "/sessions/nope", "/sessions/{id}"),
+    ];
+    for (method, path, _) in routes {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        http.request(method, format!("{}{path}", svc.http()))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+    }
     let mut grpc = mcp_chat::pb::chat_service_client::ChatServiceClient::connect(svc.grpc())
         .await
         .unwrap();
@@ -356,6 +377,12 @@ async fn metrics_expose_every_family_with_bounded_labels() {
         | prometheus_parse::Value::Untyped(v) => v,
         _ => f64::NAN,
     };
+    // (Checked in the text: the parser does not take braces inside label values.)
+    for (method, _, template) in routes {
+        let series =
+            format!("mcp_chat_http_requests_total{{route=\"{template}\",method=\"{method}\"");
+        assert!(text.contains(&series), "{series} missing in:\n{text}");
+    }
     let requests = find(
         "mcp_chat_http_requests_total",
         &[
