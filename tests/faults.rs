@@ -53,6 +53,33 @@ where
     }
 }
 
+/// A script in `dir` that runs the fixture over stdio unless `marker` exists, in which case
+/// it fails at once ("refusing to start"). With `arm`, a successful start creates the
+/// marker, so only the first start succeeds.
+fn gated_fixture(dir: &std::path::Path, marker: &std::path::Path, arm: bool) -> std::path::PathBuf {
+    let script = dir.join("gated.sh");
+    let touch = if arm {
+        format!("touch '{}'\n", marker.display())
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{m}' ]; then echo 'refusing to start' >&2; exit 1; fi\n{touch}exec '{f}'\n",
+            m = marker.display(),
+            f = fixture_path().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    script
+}
+
 fn count_dir(path: &str) -> usize {
     std::fs::read_dir(path).map(Iterator::count).unwrap_or(0)
 }
@@ -132,21 +159,7 @@ async fn a_crash_looping_server_shows_its_restarts_and_offers_no_tools_meanwhile
     // Starts the fixture once; every later start fails at once: a crash loop.
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("started-once");
-    let script = dir.path().join("loop.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ -e '{m}' ]; then echo 'refusing to start' >&2; exit 1; fi\ntouch '{m}'\nexec '{f}'\n",
-            m = marker.display(),
-            f = fixture_path().display()
-        ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    let script = gated_fixture(dir.path(), &marker, true);
     let config = json!({"mcpServers": {"loop": {"command": script}}});
     std::fs::write(dir.path().join("servers_config.json"), config.to_string()).unwrap();
 
@@ -591,21 +604,7 @@ async fn a_required_server_going_down_turns_both_readiness_probes_unready_until_
     // Starts the fixture while the marker is absent; refuses to start while it is there.
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("down");
-    let script = dir.path().join("needed.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ -e '{m}' ]; then echo 'refusing to start' >&2; exit 1; fi\nexec '{f}'\n",
-            m = marker.display(),
-            f = fixture_path().display()
-        ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    let script = gated_fixture(dir.path(), &marker, false);
     let config = json!({"mcpServers": {"needed": {"command": script, "required": true}}});
     std::fs::write(dir.path().join("servers_config.json"), config.to_string()).unwrap();
     let marker_path = marker.clone();

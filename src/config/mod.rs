@@ -70,6 +70,9 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
 }
 
+/// `server.body_read_timeout` when not configured.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -82,7 +85,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(25),
             max_in_flight: 512,
             header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }

@@ -27,7 +27,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let limit = req
             .extensions()
             .get::<BodyReadTimeout>()
-            .map_or(DEFAULT_BODY_READ_TIMEOUT, |t| t.0);
+            .map_or(crate::config::DEFAULT_BODY_READ_TIMEOUT, |t| t.0);
         let bytes = tokio::time::timeout(limit, Bytes::from_request(req, state))
             .await
             .map_err(|_| body_timeout(limit))?
@@ -35,9 +35,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         parse(&bytes).map(JsonBody)
     }
 }
-
-/// For routers built without the setting (tests); the config's default.
-const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn body_timeout(limit: Duration) -> ApiError {
     ApiError::new(

@@ -5,6 +5,7 @@
 mod render;
 pub use render::finish_reason;
 pub mod request;
+mod str_or_seq;
 
 use axum::{
     Json,

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::str_or_seq::StrOrSeq;
 use crate::{
     grpc::convert::json_to_prost,
     http::ApiError,
@@ -45,43 +46,6 @@ pub struct CompletionRequest {
 
 /// `stop`: one string or several.
 pub type Stop = StrOrSeq<String>;
-
-/// A JSON string or an array, told apart by the value's first token. (serde's untagged
-/// enums buffer the whole value before trying each variant, on every request.)
-#[derive(Debug)]
-pub enum StrOrSeq<T> {
-    Str(String),
-    Seq(Vec<T>),
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOrSeq<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
-            type Value = StrOrSeq<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string or an array")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(StrOrSeq::Str(v.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(StrOrSeq::Str(v))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(StrOrSeq::Seq(items))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamOptions {
