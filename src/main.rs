@@ -28,47 +28,41 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// The configuration files: global, so they go before or after any subcommand.
     #[command(flatten)]
-    serve: ServeArgs,
+    config: ConfigArgs,
+    /// `mcp-chat --port P` serves, as `mcp-chat serve --port P` does.
+    #[command(flatten)]
+    listen: ListenArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Serve(ServeArgs),
+    Serve(ListenArgs),
     /// Validate the configuration and print the effective values, secrets redacted.
-    CheckConfig(ConfigArgs),
+    CheckConfig,
     /// List the MCP servers and their tools, or call one tool (`tools call SERVER TOOL ARGS`).
-    Tools(ToolsCmd),
+    Tools(cli::tools::ToolsArgs),
     /// Chat with a running service from the terminal (interactive, or one-shot with -m).
     Chat(cli::chat::ChatArgs),
-}
-
-#[derive(Args, Clone)]
-struct ToolsCmd {
-    #[command(flatten)]
-    config: ConfigArgs,
-    #[command(flatten)]
-    tools: cli::tools::ToolsArgs,
 }
 
 #[derive(Args, Clone, Default)]
 struct ConfigArgs {
     /// TOML config file (default: ./mcp-chat.toml when it exists).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
     /// MCP servers file in the `mcpServers` format (default: ./servers_config.json).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     servers_config: Option<PathBuf>,
     /// `.env` file to read (default: ./.env when it exists).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     env_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
-struct ServeArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
+struct ListenArgs {
     /// Address both listeners bind to.
     #[arg(long)]
     host: Option<String>,
@@ -80,14 +74,21 @@ struct ServeArgs {
     grpc_port: Option<u16>,
 }
 
+/// What the configuration is loaded with: the files, and the listen flags of `serve`.
+#[derive(Default)]
+struct ServeArgs {
+    config: ConfigArgs,
+    listen: ListenArgs,
+}
+
 impl ServeArgs {
     fn overrides(&self) -> Overrides {
         Overrides {
             config_file: self.config.config.clone(),
             dotenv_file: self.config.env_file.clone(),
-            host: self.host.clone(),
-            port: self.port,
-            grpc_port: self.grpc_port,
+            host: self.listen.host.clone(),
+            port: self.listen.port,
+            grpc_port: self.listen.grpc_port,
             servers_config: self.config.servers_config.clone(),
         }
     }
@@ -95,15 +96,19 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = cli.config;
     match cli.command {
-        Some(Command::CheckConfig(args)) => check_config(ServeArgs {
-            config: args,
+        Some(Command::CheckConfig) => check_config(ServeArgs {
+            config,
             ..ServeArgs::default()
         }),
-        Some(Command::Serve(args)) => serve(args),
-        Some(Command::Tools(args)) => tools(args),
+        Some(Command::Serve(listen)) => serve(ServeArgs { config, listen }),
+        Some(Command::Tools(args)) => tools(config, args),
         Some(Command::Chat(args)) => chat(args),
-        None => serve(cli.serve),
+        None => serve(ServeArgs {
+            config,
+            listen: cli.listen,
+        }),
     }
 }
 
@@ -126,22 +131,22 @@ fn check_config(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn tools(args: ToolsCmd) -> ExitCode {
+fn tools(config: ConfigArgs, args: cli::tools::ToolsArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    if let Some(url) = &args.tools.url {
-        let servers = cli::tools::url_servers(url, &args.tools.transport);
-        return cli::tools::run(&args.tools, &config::McpConfig::default(), &servers);
+    if let Some(url) = &args.url {
+        let servers = cli::tools::url_servers(url, &args.transport);
+        return cli::tools::run(&args, &config::McpConfig::default(), &servers);
     }
     match load(&ServeArgs {
-        config: args.config,
+        config,
         ..ServeArgs::default()
     }) {
-        Ok(config) => cli::tools::run(&args.tools, &config.mcp, &config.servers),
+        Ok(config) => cli::tools::run(&args, &config.mcp, &config.servers),
         Err(code) => code,
     }
 }

@@ -545,3 +545,98 @@ async fn the_terminal_client_answers_one_shot_over_grpc_and_http() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+/// Polls `port` every millisecond until it accepts a connection.
+async fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A chat sent the moment the port opens, while an MCP server is still starting, waits for
+/// that server's first start: its tools are offered and called (not a tool-less answer), the
+/// server that cannot start is named in `mcp-chat-degraded`, and `/readyz` says not ready
+/// meanwhile. Both APIs, each on a fresh start of the service.
+#[tokio::test]
+async fn a_chat_sent_as_the_port_opens_waits_for_the_servers_first_start() {
+    for api in ["http", "grpc"] {
+        let fake = FakeUpstream::with([add_call("c1"), Reply::text(&["It is 5."])]).await;
+        let dir = service::dir_with_servers(json!({
+            "fx": {"command": service::fixture_path(), "env": {"FIXTURE_START_DELAY_MS": "1500"}},
+            "broken": {"command": "/nonexistent/mcp-server"},
+        }));
+        let (http_port, grpc_port) = (service::free_port(), service::free_port());
+        let mut cmd = service::command(dir.path(), http_port, grpc_port);
+        cmd.env("OPENAI_BASE_URL", &fake.base_url)
+            .env("DEFAULT_MODEL", "test-model");
+        let child = cmd.spawn().unwrap();
+        let svc = Service {
+            child,
+            http_port,
+            grpc_port,
+            dir,
+        };
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        let (answer, degraded) = if api == "http" {
+            wait_port(http_port).await;
+            let chat = client
+                .post(format!("{}/v1/chat/completions", svc.http()))
+                .json(&json!({"messages": [{"role": "user", "content": "What is 2+3?"}]}))
+                .send();
+            let readyz = client.get(format!("{}/readyz", svc.http())).send();
+            let (chat, readyz) = tokio::join!(chat, readyz);
+            assert_eq!(readyz.unwrap().status(), 503, "ready before fx started");
+            let chat = chat.unwrap();
+            assert_eq!(chat.status(), 200);
+            let degraded = chat.headers()["mcp-chat-degraded"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body: Value = chat.json().await.unwrap();
+            (
+                body["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                degraded,
+            )
+        } else {
+            wait_port(grpc_port).await;
+            let response = grpc(&svc).await.chat(user("What is 2+3?")).await.unwrap();
+            let degraded = response
+                .metadata()
+                .get("mcp-chat-degraded")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            (response.into_inner().message.unwrap().content, degraded)
+        };
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "{api}: answered before fx could have started"
+        );
+        assert_eq!(answer, "It is 5.", "{api}");
+        assert_eq!(degraded, "broken", "{api}");
+        let seen = fake.requests();
+        assert_eq!(seen.len(), 2, "{api}: the tool round ran");
+        let tools = seen[0].body["tools"].to_string();
+        assert!(
+            tools.contains("\"add\""),
+            "{api}: first call offered {tools}"
+        );
+        let messages = seen[1].body["messages"].as_array().unwrap();
+        let result = messages.last().unwrap();
+        assert_eq!(result["role"], "tool", "{api}");
+        assert!(
+            result["content"].as_str().unwrap().contains('5'),
+            "{api}: {result}"
+        );
+    }
+}

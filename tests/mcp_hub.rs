@@ -547,4 +547,102 @@ async fn cli_lists_servers_and_calls_a_tool() {
         String::from_utf8_lossy(&out.stdout).contains("\"sum\":3"),
         "{out:?}"
     );
+    // The options are global: after the subcommand too (`tools call … --url U --json`).
+    let out = Command::new(bin)
+        .args(["tools", "call", "remote", "add", r#"{"a": 2, "b": 2}"#])
+        .args(["--url", &url, "--transport", "streamable_http", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["server"].as_str(), doc["ok"].as_bool()),
+        (Some("remote"), Some(true))
+    );
+    assert!(doc["text"].as_str().unwrap().contains("\"sum\":4"), "{doc}");
+    let out = Command::new(bin)
+        .current_dir(dir.path())
+        .args(["tools", "call", "fix", "echo", r#"{"text": "late"}"#])
+        .arg("--servers-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[cli] late",
+        "{out:?}"
+    );
+}
+
+/// The handshake names the newest revision that has `initialize` (2025-11-25), accepts every
+/// older one a server answers with, and refuses a version it does not know with a server
+/// status that names it. Over stdio and streamable HTTP.
+#[tokio::test]
+async fn the_handshake_asks_for_2025_11_25_and_accepts_older_answers_only() {
+    let versions = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+    let mut servers = serde_json::Map::new();
+    for v in versions {
+        let name = format!("v{}", v.replace('-', ""));
+        servers.insert(
+            name,
+            json!({"command": fixture(), "env": {"FIXTURE_PROTOCOL_VERSION": v}}),
+        );
+    }
+    for (name, v) in [("unknown", "1999-01-01"), ("unlisted", "2025-09-09")] {
+        servers.insert(
+            name.into(),
+            json!({"command": fixture(), "env": {"FIXTURE_PROTOCOL_VERSION": v}}),
+        );
+    }
+    let mut web = Command::new(fixture())
+        .args(["--http", "127.0.0.1:0"])
+        .env("FIXTURE_PROTOCOL_VERSION", "2025-03-26")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(web.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let _web = KillOnDrop(web);
+    servers.insert(
+        "web".into(),
+        json!({"type": "streamable_http", "url": url.trim()}),
+    );
+    let hub = start(Value::Object(servers)).await;
+    let states = hub.servers();
+    for v in versions {
+        let server = format!("v{}", v.replace('-', ""));
+        let state = states.iter().find(|s| s.name == server).unwrap();
+        assert_eq!(state.state, "ready", "{state:?}");
+        let out = hub
+            .call_server_tool(&server, "handshake", json!({}), CancellationToken::new())
+            .await;
+        let doc: Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(doc["requested"], "2025-11-25", "{server}: {doc}");
+        assert_eq!(doc["negotiated"], v, "{server}: {doc}");
+    }
+    let web = hub
+        .call_server_tool("web", "handshake", json!({}), CancellationToken::new())
+        .await;
+    let doc: Value = serde_json::from_str(&web.text).unwrap();
+    assert_eq!(
+        (doc["requested"].as_str(), doc["negotiated"].as_str()),
+        (Some("2025-11-25"), Some("2025-03-26")),
+        "{doc}"
+    );
+    for (name, v) in [("unknown", "1999-01-01"), ("unlisted", "2025-09-09")] {
+        let state = states.iter().find(|s| s.name == name).unwrap();
+        assert_ne!(state.state, "ready", "{state:?}");
+        let error = state.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains(&format!("protocol version \"{v}\"")),
+            "{name}: {error}"
+        );
+        assert!(
+            !hub.tools().iter().any(|t| t.server == name),
+            "{name}'s tools are offered"
+        );
+    }
+    hub.shutdown().await;
 }

@@ -350,18 +350,44 @@ async fn metrics_expose_every_family_with_bounded_labels() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await; // the server-state gauges refresh each second
 
-    let response = http
-        .get(format!("{}/metrics", svc.http()))
-        .send()
-        .await
-        .unwrap();
+    // Content negotiation: Prometheus's own Accept gets OpenMetrics; a scraper that asks for
+    // the 0.0.4 text format, or sends no Accept, gets that format (no `# EOF`).
+    let scrape_as = |accept: Option<&'static str>| {
+        let mut request = http.get(format!("{}/metrics", svc.http()));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (content_type, response.text().await.unwrap())
+        }
+    };
+    for accept in [Some("text/plain;version=0.0.4"), None] {
+        let (content_type, body) = scrape_as(accept).await;
+        assert_eq!(
+            content_type, "text/plain; version=0.0.4; charset=utf-8",
+            "{accept:?}"
+        );
+        assert!(!body.contains("# EOF"), "{accept:?}: {body}");
+        assert!(
+            body.contains("# TYPE mcp_chat_http_requests_total counter"),
+            "{body}"
+        );
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    }
+    let (content_type, text) = scrape_as(Some(
+        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    ))
+    .await;
     assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
     );
-    let text = response.text().await.unwrap();
+    assert!(text.trim_end().ends_with("# EOF"));
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let find = |name: &str, labels: &[(&str, &str)]| {
         scrape

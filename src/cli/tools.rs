@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 #[derive(Args, Clone, Default)]
 pub struct ToolsArgs {
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
     /// Use this one remote MCP server instead of servers_config.json.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub url: Option<String>,
     /// Transport of `--url`: streamable_http, sse, or http (streamable HTTP, falling back to SSE).
-    #[arg(long, default_value = "http", value_parser = ["streamable_http", "sse", "http"])]
+    #[arg(long, default_value = "http", value_parser = ["streamable_http", "sse", "http"], global = true)]
     pub transport: String,
     #[command(subcommand)]
     pub action: Option<ToolsAction>,

@@ -47,6 +47,26 @@ impl ChatApi {
         }
     }
 
+    /// Waits for the MCP servers' first starts (a turn that arrives while they start gets
+    /// their tools, not a tool-less answer), within the caller's deadline; returns the
+    /// servers that are not ready.
+    async fn settle(&self, deadline: Option<Instant>) -> Arc<[String]> {
+        let settle = self.inner.agent.hub().settle();
+        let degraded = match deadline {
+            None => settle.await,
+            Some(at) => tokio::time::timeout_at(at.into(), settle)
+                .await
+                .unwrap_or_else(|_| Arc::from(Vec::new())),
+        };
+        if !degraded.is_empty() {
+            tracing::warn!(
+                servers = %degraded.join(","),
+                "answering without the tools of MCP servers that are not ready"
+            );
+        }
+        degraded
+    }
+
     fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
         self.inner.keys.check(header).map_err(|e| {
@@ -57,6 +77,20 @@ impl ChatApi {
                 None,
             )
         })
+    }
+}
+
+/// The response metadata key naming the enabled MCP servers that were not ready when the
+/// turn started (comma-separated); absent when every server was.
+pub const DEGRADED: &str = "mcp-chat-degraded";
+
+/// Names the not-ready servers in `metadata` (see [`DEGRADED`]).
+fn mark_degraded(metadata: &mut MetadataMap, degraded: &[String]) {
+    if degraded.is_empty() {
+        return;
+    }
+    if let Ok(value) = tonic::metadata::AsciiMetadataValue::try_from(degraded.join(",")) {
+        metadata.insert(DEGRADED, value);
     }
 }
 
@@ -88,6 +122,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
         let request = convert::agent_request(request.into_inner(), false)?;
+        let degraded = self.settle(deadline.map(|(at, _)| at)).await;
         let cancel = CancellationToken::new();
         let run = self.inner.agent.chat(request, cancel.clone());
         tokio::pin!(run);
@@ -105,7 +140,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 }
             },
         };
-        Ok(Response::new(convert::response_to_pb(response)))
+        let mut response = Response::new(convert::response_to_pb(response));
+        mark_degraded(response.metadata_mut(), &degraded);
+        Ok(response)
     }
 
     type StreamChatStream = EventStream;
@@ -117,10 +154,14 @@ impl pb::chat_service_server::ChatService for ChatApi {
         self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
         let request = convert::agent_request(request.into_inner(), false)?;
+        let deadline = deadline.map(|(at, _)| at);
+        let degraded = self.settle(deadline).await;
         let cancel = CancellationToken::new();
         let rx = self.inner.agent.stream(request, cancel.clone())?;
-        let deadline = deadline.map(|(at, _)| at);
-        Ok(Response::new(Box::pin(event_stream(rx, cancel, deadline))))
+        let mut response: Response<Self::StreamChatStream> =
+            Response::new(Box::pin(event_stream(rx, cancel, deadline)));
+        mark_degraded(response.metadata_mut(), &degraded);
+        Ok(response)
     }
 
     async fn list_models(

@@ -50,6 +50,8 @@ pub struct HttpSettings {
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+/// Names the MCP servers that were not ready for a turn (the gRPC metadata of the same name).
+const DEGRADED: HeaderName = HeaderName::from_static(crate::grpc::DEGRADED);
 
 /// Every route template of the router (the `route` label of the HTTP metrics).
 const ROUTES: [&str; 10] = [
@@ -122,7 +124,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 SESSION_ID,
                 REQUEST_ID,
             ])
-            .expose_headers([SESSION_ID, REQUEST_ID]),
+            .expose_headers([SESSION_ID, REQUEST_ID, DEGRADED]),
     )
 }
 
@@ -168,6 +170,19 @@ pub(crate) fn session_header(headers: &HeaderMap) -> Option<String> {
 pub(crate) fn set_session_header(response: &mut Response, session_id: Option<&str>) {
     if let Some(v) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
         response.headers_mut().insert(SESSION_ID, v);
+    }
+}
+
+/// Copies the service's `mcp-chat-degraded` metadata onto the HTTP response.
+pub(crate) fn set_degraded_header(
+    response: &mut Response,
+    metadata: &tonic::metadata::MetadataMap,
+) {
+    if let Some(v) = metadata
+        .get(crate::grpc::DEGRADED)
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+    {
+        response.headers_mut().insert(DEGRADED, v);
     }
 }
 
@@ -306,13 +321,18 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-async fn metrics() -> Response {
-    let body = metrics::metrics().render();
+/// The metrics in the format the scraper's `Accept` asks for (OpenMetrics or Prometheus text).
+async fn metrics(headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::telemetry::exposition::Format::negotiate(accept);
+    let body = metrics::metrics().render(format);
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [
+            (axum::http::header::CONTENT_TYPE, format.content_type()),
+            (axum::http::header::VARY, "accept"),
+        ],
         body,
     )
         .into_response()

@@ -46,15 +46,16 @@ pub async fn chat(
     headers: HeaderMap,
     JsonBody(body): JsonBody<SimpleRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state
+    let (metadata, answer, _) = state
         .api
         .chat(grpc_request(body.into_proto(), &headers))
         .await?
-        .into_inner();
+        .into_parts();
     let text = answer.message.map(|m| m.content).unwrap_or_default();
     let mut response =
         Json(json!({ "response": text, "session_id": answer.session_id })).into_response();
     super::set_session_header(&mut response, answer.session_id.as_deref());
+    super::set_degraded_header(&mut response, &metadata);
     Ok(response)
 }
 
@@ -63,11 +64,11 @@ pub async fn chat_stream(
     headers: HeaderMap,
     JsonBody(body): JsonBody<SimpleRequest>,
 ) -> Result<Response, ApiError> {
-    let events = state
+    let (metadata, events, _) = state
         .api
         .stream_chat(grpc_request(body.into_proto(), &headers))
         .await?
-        .into_inner();
+        .into_parts();
     let (head, session_id, rest) = first_events(events).await?;
     let all = futures::stream::iter(head.into_iter().map(Ok)).chain(rest);
     let body = all.filter_map(|item| async move {
@@ -86,6 +87,7 @@ pub async fn chat_stream(
         .keep_alive(sse::KeepAlive::default())
         .into_response();
     super::set_session_header(&mut response, session_id.as_deref());
+    super::set_degraded_header(&mut response, &metadata);
     Ok(response)
 }
 

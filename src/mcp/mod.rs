@@ -31,7 +31,10 @@ pub mod transport;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -113,6 +116,13 @@ pub trait ToolHub: Send + Sync {
 
     /// Every configured server and its state.
     fn servers(&self) -> Vec<ServerState>;
+
+    /// Waits until every enabled server's first start has finished (ready or failed; at
+    /// most until the start-up timeout has passed since the hub started), then names the
+    /// enabled servers that are not ready now. After start-up this waits for nothing.
+    async fn settle(&self) -> Arc<[String]> {
+        Arc::from(Vec::new())
+    }
 }
 
 /// The tool index as one snapshot: the list offered and the name -> position map.
@@ -120,6 +130,8 @@ pub trait ToolHub: Send + Sync {
 struct Index {
     tools: Arc<[ToolSpec]>,
     by_name: HashMap<String, usize>,
+    /// Enabled servers that are not ready (their tools are not offered).
+    unready: Arc<[String]>,
 }
 
 /// State shared by the hub and its server tasks.
@@ -131,6 +143,11 @@ pub(crate) struct Shared {
     rebuild: Mutex<()>,
     http: reqwest::Client,
     first_attempts: watch::Sender<usize>,
+    /// Set once every enabled server's first start has finished, so requests after
+    /// start-up skip the wait with one atomic load.
+    settled: AtomicBool,
+    /// When the first starts are over at the latest (hub start + start-up timeout).
+    settle_by: tokio::time::Instant,
 }
 
 impl Shared {
@@ -158,6 +175,13 @@ impl Shared {
             })
             .collect();
         let tools = naming::build_index(&servers, self.config.tool_prefix);
+        let unready = self
+            .slots
+            .iter()
+            .zip(&statuses)
+            .filter(|(slot, st)| !slot.config.disabled && st.state != "ready")
+            .map(|(slot, _)| slot.config.name.clone())
+            .collect();
         let by_name = tools
             .iter()
             .enumerate()
@@ -166,6 +190,7 @@ impl Shared {
         let index = Arc::new(Index {
             tools: tools.into(),
             by_name,
+            unready,
         });
         match self.index.write() {
             Ok(mut w) => *w = index,
@@ -187,6 +212,9 @@ impl Shared {
             .iter()
             .filter(|s| s.status().first_attempt_done)
             .count();
+        if done >= self.slots.len() {
+            self.settled.store(true, Ordering::Release);
+        }
         self.first_attempts.send_replace(done);
     }
 }
@@ -219,7 +247,14 @@ impl McpHub {
             rebuild: Mutex::new(()),
             http,
             first_attempts: watch::channel(disabled).0,
+            settled: AtomicBool::new(disabled == servers.servers.len()),
+            // The supervisor bounds each first attempt by the start-up timeout; the margin
+            // covers the hand-over from its task.
+            settle_by: tokio::time::Instant::now()
+                + config.startup_timeout
+                + Duration::from_millis(250),
         });
+        shared.rebuild_index();
         let stop = CancellationToken::new();
         let tasks = shared
             .slots
@@ -344,5 +379,16 @@ impl ToolHub for McpHub {
                 }
             })
             .collect()
+    }
+
+    async fn settle(&self) -> Arc<[String]> {
+        if !self.shared.settled.load(Ordering::Acquire) {
+            let total = self.shared.slots.len();
+            let mut rx = self.shared.first_attempts.subscribe();
+            let _ =
+                tokio::time::timeout_at(self.shared.settle_by, rx.wait_for(|done| *done >= total))
+                    .await;
+        }
+        self.shared.snapshot().unready.clone()
     }
 }

@@ -109,7 +109,14 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
             let mut conn = transport::connect(&slot.config, handler, &shared.http)
                 .await
                 .map_err(|e| e.to_string())?;
-            match list_tools(&slot.config, conn.service.peer()).await {
+            let listed = match transport::negotiated_version(conn.service.peer()) {
+                Ok(version) => {
+                    tracing::debug!(server = %name, protocol_version = %version, "MCP handshake done");
+                    list_tools(&slot.config, conn.service.peer()).await
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match listed {
                 Ok(tools) => Ok((conn, tools)),
                 Err(e) => {
                     if let Some(child) = conn.child.take() {
@@ -153,6 +160,7 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
                     s.error = Some(e);
                     s.first_attempt_done = true;
                 });
+                shared.rebuild_index();
                 shared.first_attempt_finished();
             }
         }

@@ -53,10 +53,14 @@ impl ClientHandler for Handler {
     }
 
     fn get_info(&self) -> ClientConfig {
+        // `initialize` names the newest revision that has the handshake: from 2026-07-28
+        // (rmcp's `LATEST`) the lifecycle moved to per-request `_meta`, so that version in
+        // `initialize` is a contradiction conformant servers reject.
         ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("mcp-chat", env!("CARGO_PKG_VERSION")),
         )
+        .with_protocol_version(rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE)
     }
 }
 
@@ -67,6 +71,28 @@ pub struct Connection {
     pub child: Option<ChildGuard>,
     /// The transport actually used (`http` resolves to one of the other two).
     pub transport: &'static str,
+}
+
+/// The protocol version the server answered `initialize` with, when it is one this client
+/// speaks (a revision with the handshake, no newer than the one it asked for); the error
+/// names it otherwise.
+pub fn negotiated_version(peer: &rmcp::service::Peer<RoleClient>) -> Result<String, McpError> {
+    use rmcp::model::ProtocolVersion;
+    let version = peer
+        .peer_info()
+        .map(|info| info.protocol_version.clone())
+        .ok_or_else(|| McpError::Connect("the server sent no initialize result".into()))?;
+    let known = ProtocolVersion::known_up_to(&ProtocolVersion::LATEST_WITH_INITIALIZE);
+    if known.contains(&version) {
+        Ok(version.to_string())
+    } else {
+        let speaks: Vec<&str> = known.iter().map(ProtocolVersion::as_str).collect();
+        Err(McpError::Connect(format!(
+            "the server answered initialize with protocol version {:?}, which this client does not speak ({})",
+            version.as_str(),
+            speaks.join(", ")
+        )))
+    }
 }
 
 /// Connects to `config` and runs the MCP initialisation. Not bounded here: the caller

@@ -1,4 +1,4 @@
-//! Prometheus metrics (OpenMetrics text at `GET /metrics`): one process-wide registry of
+//! Prometheus metrics (OpenMetrics or Prometheus text at `GET /metrics`, see `exposition.rs`): one process-wide registry of
 //! the families below. Labels are bounded: routes are templates, gRPC methods are the
 //! service's own, models/servers/tools come from the configuration; never session ids or
 //! raw paths.
@@ -205,10 +205,16 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// The OpenMetrics text of every family.
-    pub fn render(&self) -> String {
+    /// Every family in `format`.
+    pub fn render(&self, format: super::exposition::Format) -> String {
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        let encoded = match format {
+            super::exposition::Format::OpenMetrics => encode(&mut out, &self.registry),
+            super::exposition::Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+        };
+        if encoded.is_err() {
             out.clear();
         }
         out
@@ -335,7 +341,7 @@ mod tests {
                 method: "GET",
             })
             .observe(0.01);
-        let text = m.render();
+        let text = m.render(super::super::exposition::Format::OpenMetrics);
         assert!(
             text.contains("mcp_chat_tokens_total{model=\"render-test\",direction=\"prompt\"} 3"),
             "{text}"

@@ -9,6 +9,7 @@
 //!   ([`propagation`]).
 //! - Metrics: Prometheus families served at `GET /metrics` ([`metrics`]).
 
+pub mod exposition;
 pub mod fields;
 pub mod metrics;
 pub mod propagation;

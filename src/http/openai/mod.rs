@@ -77,21 +77,19 @@ pub async fn chat_completions(
     let request = body.into_proto(super::session_header(&headers))?;
 
     if !stream {
-        let answer = state
-            .api
-            .chat(grpc_request(request, &headers))
-            .await?
-            .into_inner();
+        let answer = state.api.chat(grpc_request(request, &headers)).await?;
+        let (metadata, answer, _) = answer.into_parts();
         let mut response = Json(render::completion(&answer)).into_response();
         super::set_session_header(&mut response, answer.session_id.as_deref());
+        super::set_degraded_header(&mut response, &metadata);
         return Ok(response);
     }
 
-    let events = state
+    let (metadata, events, _) = state
         .api
         .stream_chat(grpc_request(request, &headers))
         .await?
-        .into_inner();
+        .into_parts();
     // Hold the headers until the first event after `start`, so an error that comes before
     // any output (bad key, unknown model, upstream 4xx) is a real HTTP error status.
     let (head, session_id, events) = sse::first_events(events).await?;
@@ -114,5 +112,6 @@ pub async fn chat_completions(
         .keep_alive(axum::response::sse::KeepAlive::default())
         .into_response();
     super::set_session_header(&mut response, session_id.as_deref());
+    super::set_degraded_header(&mut response, &metadata);
     Ok(response)
 }
