@@ -640,3 +640,168 @@ async fn a_chat_sent_as_the_port_opens_waits_for_the_servers_first_start() {
         );
     }
 }
+
+/// server-everything's stdio server as `ev` (sampling as given), and the service over it.
+async fn start_with_everything(fake: &FakeUpstream, sampling: bool) -> Option<Service> {
+    let js = service::external(
+        service::deps_dir()
+            .join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+    )?;
+    let dir = service::dir_with_servers(json!({
+        "ev": {"command": "node", "args": [js, "stdio"], "sampling": sampling},
+    }));
+    Some(start_with(&fake.base_url, dir, &[]).await)
+}
+
+/// The tool names the service offers now (gRPC `ListTools`).
+async fn offered(svc: &Service) -> Vec<String> {
+    let tools = grpc(svc)
+        .await
+        .list_tools(pb::ListToolsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    tools.tools.into_iter().map(|t| t.name).collect()
+}
+
+/// Waits until the service offers `tool` (server-everything registers its
+/// capability-dependent tools after the handshake and announces them).
+async fn wait_offered(svc: &Service, tool: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !offered(svc).await.iter().any(|t| t == tool) {
+        assert!(Instant::now() < deadline, "{tool} never offered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A server's `sampling/createMessage` during a tool call is answered by the turn's own
+/// model and upstream (the server's system prompt and message, `maxTokens` capped by
+/// `agent.max_sampling_tokens`), and its tokens count in the turn's usage. With
+/// `"sampling": false` the capability is not declared, so the server offers no such tool.
+#[tokio::test]
+async fn sampling_requests_are_answered_by_the_turns_model_and_counted() {
+    let fake = FakeUpstream::with([
+        Reply::answer(
+            Answer::text(&[])
+                .tool_call(
+                    "c1",
+                    "trigger-sampling-request",
+                    &["{\"prompt\": \"a haiku\",", " \"maxTokens\": 5000}"],
+                )
+                .usage(20, 5),
+        ),
+        Reply::answer(Answer::text(&["Autumn moon rises."]).usage(7, 3)),
+        Reply::answer(Answer::text(&["The server's model wrote a haiku."]).usage(30, 6)),
+    ])
+    .await;
+    let Some(svc) = start_with_everything(&fake, true).await else {
+        return;
+    };
+    wait_offered(&svc, "trigger-sampling-request").await;
+    let client = reqwest::Client::new();
+    let response: Value = client
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .header("x-request-timeout", "60")
+        .json(&json!({"messages": [{"role": "user", "content": "Ask the server for a haiku"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        response["choices"][0]["message"]["content"], "The server's model wrote a haiku.",
+        "{response}"
+    );
+    assert_eq!(
+        (
+            response["usage"]["prompt_tokens"].as_u64(),
+            response["usage"]["completion_tokens"].as_u64()
+        ),
+        (Some(57), Some(14)),
+        "the sampling call counts: {response}"
+    );
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 3);
+    let sampling = &seen[1].body;
+    assert_eq!(sampling["model"], "test-model");
+    assert_eq!(sampling["max_tokens"], 1024, "capped: {sampling}");
+    assert!(sampling.get("tools").is_none(), "{sampling}");
+    let messages = sampling["messages"].as_array().unwrap();
+    assert_eq!(
+        (
+            messages[0]["role"].as_str(),
+            messages[0]["content"].as_str()
+        ),
+        (Some("system"), Some("You are a helpful test server."))
+    );
+    assert!(
+        messages[1]["content"].as_str().unwrap().contains("a haiku"),
+        "{sampling}"
+    );
+    let result = seen[2].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["role"], "tool");
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .contains("Autumn moon rises."),
+        "{result}"
+    );
+    drop(svc);
+
+    // Off for the server: no sampling capability declared, so no sampling tool is offered.
+    let fake = FakeUpstream::start().await;
+    let Some(svc) = start_with_everything(&fake, false).await else {
+        return;
+    };
+    wait_offered(&svc, "trigger-elicitation-request").await;
+    assert!(
+        !offered(&svc)
+            .await
+            .iter()
+            .any(|t| t == "trigger-sampling-request"),
+        "sampling is off for ev"
+    );
+}
+
+/// On `/v1/chat/completions` nobody can be asked mid-call: a server's request for user
+/// input is declined, and the model reads why beside the tool's result.
+#[tokio::test]
+async fn an_elicitation_during_a_chat_completion_is_declined_with_a_reason_the_model_sees() {
+    let fake = FakeUpstream::with([
+        Reply::answer(Answer::text(&[]).tool_call("c1", "trigger-elicitation-request", &["{}"])),
+        Reply::text(&["The server wanted input; none was given."]),
+    ])
+    .await;
+    let Some(svc) = start_with_everything(&fake, true).await else {
+        return;
+    };
+    wait_offered(&svc, "trigger-elicitation-request").await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&json!({"messages": [{"role": "user", "content": "Ask me something"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 2);
+    let result = seen[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let text = result["content"].as_str().unwrap();
+    assert!(text.to_lowercase().contains("declined"), "{text}");
+    assert!(
+        text.contains("the request was declined because the user cannot be asked"),
+        "{text}"
+    );
+}

@@ -616,14 +616,26 @@ async fn the_handshake_asks_for_2025_11_25_and_accepts_older_answers_only() {
         let state = states.iter().find(|s| s.name == server).unwrap();
         assert_eq!(state.state, "ready", "{state:?}");
         let out = hub
-            .call_server_tool(&server, "handshake", json!({}), CancellationToken::new())
+            .call_server_tool(
+                &server,
+                "handshake",
+                json!({}),
+                CancellationToken::new(),
+                None,
+            )
             .await;
         let doc: Value = serde_json::from_str(&out.text).unwrap();
         assert_eq!(doc["requested"], "2025-11-25", "{server}: {doc}");
         assert_eq!(doc["negotiated"], v, "{server}: {doc}");
     }
     let web = hub
-        .call_server_tool("web", "handshake", json!({}), CancellationToken::new())
+        .call_server_tool(
+            "web",
+            "handshake",
+            json!({}),
+            CancellationToken::new(),
+            None,
+        )
         .await;
     let doc: Value = serde_json::from_str(&web.text).unwrap();
     assert_eq!(
@@ -645,4 +657,63 @@ async fn the_handshake_asks_for_2025_11_25_and_accepts_older_answers_only() {
         );
     }
     hub.shutdown().await;
+}
+
+/// The official MCP conformance suite's client scenarios, each driving `mcp-chat tools`
+/// against the suite's own server (the URL is appended to the command, as the value of the
+/// global `--url`). Run with Node 22 from the npm package `node`.
+#[tokio::test]
+async fn the_conformance_suites_client_scenarios_pass_through_mcp_chat_tools() {
+    let node_dir = deps().join("node/node_modules");
+    let (Some(node), Some(suite)) = (
+        need(
+            node_dir.join("node/bin/node"),
+            "node 22 (npm package node@22)",
+        ),
+        need(
+            node_dir.join("@modelcontextprotocol/conformance/dist/index.js"),
+            "@modelcontextprotocol/conformance",
+        ),
+    ) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_mcp-chat");
+    for (scenario, args, checks) in [
+        ("initialize", "tools --json --url", "1/1"),
+        (
+            "tools_call",
+            r#"tools call remote add_numbers '{"a":5,"b":3}' --url"#,
+            "1/1",
+        ),
+        (
+            "sse-retry",
+            "tools call remote test_reconnection --url",
+            "3/3",
+        ),
+        (
+            "elicitation-sep1034-client-defaults",
+            "tools call remote test_client_elicitation_defaults --accept-defaults --url",
+            "5/5",
+        ),
+    ] {
+        let out = tokio::process::Command::new(&node)
+            .arg(&suite)
+            .args(["client", "--command", &format!("{bin} {args}")])
+            .args(["--scenario", scenario, "--timeout", "60000"])
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{scenario}:\n{report}");
+        assert!(
+            report.contains(&format!("Passed: {checks}, 0 failed, 0 warnings"))
+                && report.contains("OVERALL: PASSED"),
+            "{scenario}:\n{report}"
+        );
+    }
 }

@@ -3,4 +3,5 @@
 //! chat against a running service).
 
 pub mod chat;
+pub mod elicit;
 pub mod tools;

@@ -1,7 +1,8 @@
 //! `mcp-chat tools`: starts the MCP hub, lists every server (state, transport, error) and
 //! its tools as a table or JSON, or calls one tool (`mcp-chat tools call SERVER TOOL ARGS`).
 //! `--url` points either command at one remote server without a config file. Exit code 1
-//! when an enabled server is not ready (or the call failed).
+//! when an enabled server is not ready (or the call failed). A server's requests for input
+//! during a call are answered at the terminal or with the defaults (`elicit.rs`).
 
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
@@ -24,6 +25,10 @@ pub struct ToolsArgs {
     /// Transport of `--url`: streamable_http, sse, or http (streamable HTTP, falling back to SSE).
     #[arg(long, default_value = "http", value_parser = ["streamable_http", "sse", "http"], global = true)]
     pub transport: String,
+    /// Answer a server's requests for input (elicitation) with the requested schema's
+    /// defaults instead of asking at the terminal.
+    #[arg(long, global = true)]
+    pub accept_defaults: bool,
     #[command(subcommand)]
     pub action: Option<ToolsAction>,
 }
@@ -60,6 +65,7 @@ pub fn url_servers(url: &str, transport: &str) -> ServersConfig {
             allowed_tools: None,
             disabled_tools: Vec::new(),
             required: true,
+            sampling: false,
         }],
     }
 }
@@ -83,7 +89,12 @@ pub fn run(args: &ToolsArgs, mcp: &McpConfig, servers: &ServersConfig) -> ExitCo
                 server,
                 tool,
                 arguments,
-            }) => call(&hub, server, tool, arguments, args.json).await,
+            }) => {
+                let caller = Arc::new(super::elicit::TerminalCaller {
+                    accept_defaults: args.accept_defaults,
+                });
+                call(&hub, server, tool, arguments, args.json, caller).await
+            }
         };
         hub.shutdown().await;
         code
@@ -164,7 +175,14 @@ fn list(hub: &Arc<McpHub>, as_json: bool) -> ExitCode {
     }
 }
 
-async fn call(hub: &McpHub, server: &str, tool: &str, arguments: &str, as_json: bool) -> ExitCode {
+async fn call(
+    hub: &McpHub,
+    server: &str,
+    tool: &str,
+    arguments: &str,
+    as_json: bool,
+    caller: Arc<dyn mcp_chat::mcp::asks::Caller>,
+) -> ExitCode {
     let arguments: Value = match serde_json::from_str(arguments) {
         Ok(v @ Value::Object(_)) => v,
         Ok(other) => {
@@ -192,7 +210,9 @@ async fn call(hub: &McpHub, server: &str, tool: &str, arguments: &str, as_json: 
         let _ = tokio::signal::ctrl_c().await;
         trigger.cancel();
     });
-    let out = hub.call_server_tool(server, tool, arguments, cancel).await;
+    let out = hub
+        .call_server_tool(server, tool, arguments, cancel, Some(caller))
+        .await;
     if as_json {
         emit(&format!(
             "{}\n",

@@ -256,6 +256,9 @@ pub struct AgentConfig {
     pub max_tool_iterations: u32,
     /// Announce server-side tool calls in OpenAI streams (as ignorable SSE events).
     pub expose_tool_events: bool,
+    /// The most tokens one answer to an MCP server's sampling request may take (the
+    /// server's own `maxTokens` applies when smaller).
+    pub max_sampling_tokens: u32,
 }
 
 impl Default for AgentConfig {
@@ -265,6 +268,7 @@ impl Default for AgentConfig {
             system_prompt_file: None,
             max_tool_iterations: 10,
             expose_tool_events: false,
+            max_sampling_tokens: 1024,
         }
     }
 }

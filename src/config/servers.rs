@@ -44,6 +44,9 @@ pub struct McpServerConfig {
     pub disabled_tools: Vec<String>,
     /// The service is not ready while this server is down.
     pub required: bool,
+    /// The server may ask for LLM completions (`sampling/createMessage`); `"sampling": false`
+    /// turns it off.
+    pub sampling: bool,
 }
 
 /// How to reach a server. `Debug` redacts env and header values and URL passwords.
@@ -151,6 +154,7 @@ struct RawServer {
     disabled_tools: Vec<String>,
     #[serde(default)]
     required: bool,
+    sampling: Option<bool>,
     /// Free text some clients keep beside a server; ignored.
     #[serde(default)]
     #[allow(dead_code)]
@@ -340,6 +344,7 @@ fn resolve(
         allowed_tools: raw.allowed_tools,
         disabled_tools: raw.disabled_tools,
         required: raw.required,
+        sampling: raw.sampling.unwrap_or(true),
     })
 }
 

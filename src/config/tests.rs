@@ -117,7 +117,8 @@ fn every_documented_variable_sets_its_key() {
                 | "upstream.max_retries"
                 | "mcp.call_retries"
                 | "mcp.max_tool_output"
-                | "agent.max_tool_iterations" => "1000",
+                | "agent.max_tool_iterations"
+                | "agent.max_sampling_tokens" => "1000",
                 "agent.expose_tool_events" => "true",
                 "mcp.tool_prefix" => "always",
                 "log.format" => "json",

@@ -130,6 +130,9 @@ pub(super) fn resolve_and_check(
     if config.mcp.max_tool_output < 256 {
         bad("mcp.max_tool_output", "must be at least 256 bytes".into());
     }
+    if config.agent.max_sampling_tokens == 0 {
+        bad("agent.max_sampling_tokens", "must be at least 1".into());
+    }
     if config.agent.max_tool_iterations == 0 {
         bad("agent.max_tool_iterations", "must be at least 1".into());
     }

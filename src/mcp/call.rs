@@ -3,7 +3,10 @@
 //! tool's own `isError`), cancellation forwarded as `notifications/cancelled`, and the
 //! caller's trace context sent along in the request's `_meta` (`trace.rs`).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use rmcp::{
     RoleClient,
@@ -16,7 +19,7 @@ use rmcp::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, ToolOutcome, result, supervisor::Slot, trace};
+use super::{Shared, ToolOutcome, asks::Caller, result, supervisor::Slot, trace};
 
 /// Why one attempt failed.
 enum Failure {
@@ -31,6 +34,7 @@ pub async fn call(
     name: &str,
     arguments: Value,
     cancel: CancellationToken,
+    caller: Option<Arc<dyn Caller>>,
 ) -> ToolOutcome {
     let started = Instant::now();
     let Some((slot, tool)) = shared.route(name) else {
@@ -43,6 +47,8 @@ pub async fn call(
         };
     };
     let server = slot.config.name.clone();
+    // What the server asks during the call goes to this caller.
+    let _caller = caller.map(|c| slot.callers.enter(c));
     let outcome = |ok: bool, text: String| ToolOutcome {
         server: server.clone(),
         tool: tool.clone(),

@@ -21,7 +21,9 @@
 //! `naming.rs` (exposed names, schema repair), `call.rs` (call routing), `trace.rs` (the
 //! caller's trace context on tool calls), `result.rs` (results as text for the model).
 
+pub mod asks;
 mod call;
+mod handler;
 pub mod legacy_sse;
 pub mod naming;
 pub mod result;
@@ -116,6 +118,19 @@ pub trait ToolHub: Send + Sync {
 
     /// Every configured server and its state.
     fn servers(&self) -> Vec<ServerState>;
+
+    /// [`ToolHub::call`] on behalf of `caller`, which answers what the server asks during
+    /// the call (elicitation, sampling). The default ignores the caller.
+    async fn call_as(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+        cancel: CancellationToken,
+        caller: Arc<dyn asks::Caller>,
+    ) -> ToolOutcome {
+        let _ = caller;
+        self.call(name, arguments, cancel).await
+    }
 
     /// Waits until every enabled server's first start has finished (ready or failed; at
     /// most until the start-up timeout has passed since the hub started), then names the
@@ -285,13 +300,15 @@ impl McpHub {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Calls `tool` on `server` by their own names (bypassing the exposed names).
+    /// Calls `tool` on `server` by their own names (bypassing the exposed names), for
+    /// `caller` when one answers what the server asks.
     pub async fn call_server_tool(
         &self,
         server: &str,
         tool: &str,
         arguments: serde_json::Value,
         cancel: CancellationToken,
+        caller: Option<Arc<dyn asks::Caller>>,
     ) -> ToolOutcome {
         let exposed = self
             .shared
@@ -301,7 +318,7 @@ impl McpHub {
             .find(|t| t.server == server && t.tool == tool)
             .map(|t| t.name.clone());
         match exposed {
-            Some(name) => call::call(&self.shared, &name, arguments, cancel).await,
+            Some(name) => call::call(&self.shared, &name, arguments, cancel, caller).await,
             None => ToolOutcome {
                 server: server.to_string(),
                 tool: tool.to_string(),
@@ -354,7 +371,17 @@ impl ToolHub for McpHub {
         arguments: serde_json::Value,
         cancel: CancellationToken,
     ) -> ToolOutcome {
-        call::call(&self.shared, name, arguments, cancel).await
+        call::call(&self.shared, name, arguments, cancel, None).await
+    }
+
+    async fn call_as(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+        cancel: CancellationToken,
+        caller: Arc<dyn asks::Caller>,
+    ) -> ToolOutcome {
+        call::call(&self.shared, name, arguments, cancel, Some(caller)).await
     }
 
     fn servers(&self) -> Vec<ServerState> {

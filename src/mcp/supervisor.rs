@@ -32,6 +32,8 @@ pub struct Slot {
     status: Mutex<SlotStatus>,
     /// Bumped on every change of state, so callers can wait for a server to come back.
     pub changed: watch::Sender<u64>,
+    /// The callers of the calls in flight here, asked when the server sends a request.
+    pub callers: Arc<super::asks::Callers>,
 }
 
 #[derive(Clone)]
@@ -68,6 +70,7 @@ impl Slot {
             }),
             config,
             changed: watch::channel(0).0,
+            callers: Arc::default(),
         }
     }
 
@@ -104,6 +107,8 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
         let handler = Handler {
             server: Arc::from(name.as_str()),
             list_changed: list_changed.clone(),
+            callers: slot.callers.clone(),
+            sampling: slot.config.sampling,
         };
         let attempt = async {
             let mut conn = transport::connect(&slot.config, handler, &shared.http)

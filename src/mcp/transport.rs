@@ -18,51 +18,26 @@ use std::{
 use process_wrap::tokio::{ChildWrapper, CommandWrap, KillOnDrop, ProcessGroup};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt,
-    model::{ClientCapabilities, ClientConfig, Implementation},
-    service::{NotificationContext, RunningService},
+    RoleClient, ServiceExt,
+    service::RunningService,
     transport::{
         StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
-    sync::{Notify, watch},
+    sync::watch,
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
 
+pub use super::handler::Handler;
 use super::{McpError, legacy_sse::LegacySseTransport, trace::TracingHttpClient};
 use crate::config::{McpServerConfig, McpTransportConfig};
 
 const SIGTERM: i32 = 15;
 const SIGKILL: i32 = 9;
 const TERM_GRACE: Duration = Duration::from_secs(2);
-
-/// The rmcp client handler of one connection: forwards `tools/list_changed`.
-#[derive(Clone)]
-pub struct Handler {
-    pub server: Arc<str>,
-    pub list_changed: Arc<Notify>,
-}
-
-impl ClientHandler for Handler {
-    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        tracing::debug!(server = %self.server, "tools/list_changed");
-        self.list_changed.notify_one();
-    }
-
-    fn get_info(&self) -> ClientConfig {
-        // `initialize` names the newest revision that has the handshake: from 2026-07-28
-        // (rmcp's `LATEST`) the lifecycle moved to per-request `_meta`, so that version in
-        // `initialize` is a contradiction conformant servers reject.
-        ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("mcp-chat", env!("CARGO_PKG_VERSION")),
-        )
-        .with_protocol_version(rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE)
-    }
-}
 
 /// A live connection to one server.
 pub struct Connection {

@@ -25,6 +25,7 @@ use crate::{
 /// How long cancelled tool calls get to notify their servers before they are dropped.
 const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
+mod caller;
 mod llm_call;
 mod tools;
 
@@ -38,6 +39,8 @@ pub(super) struct Turn<'a> {
     events: Events<'a>,
     id: String,
     created: i64,
+    /// Answers what the MCP servers ask during this turn's calls.
+    caller: Arc<caller::TurnCaller>,
 }
 
 /// What the model may call in this turn.
@@ -67,8 +70,14 @@ impl<'a> Turn<'a> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+        let caller = Arc::new(caller::TurnCaller::new(
+            inner.llm.clone(),
+            route.clone(),
+            inner.settings.max_sampling_tokens,
+        ));
         Self {
             inner,
+            caller,
             route,
             request,
             cancel,
@@ -143,7 +152,16 @@ impl<'a> Turn<'a> {
             };
             upstream.messages.push(assistant);
 
-            let results = self.execute(&server_calls, &offer).await?;
+            let mut results = self.execute(&server_calls, &offer).await?;
+            let (sampled, estimated) = self.caller.take_usage();
+            total.usage.add(sampled);
+            total.estimated |= estimated;
+            for outcome in &mut results {
+                if self.caller.take_declined(&outcome.server) {
+                    outcome.text.push_str("\n\n");
+                    outcome.text.push_str(caller::DECLINED_NOTE);
+                }
+            }
             for (call, outcome) in server_calls.iter().zip(results) {
                 upstream.messages.push(match mode {
                     ToolMode::Native => Message::tool_result(&call.id, &outcome.text),

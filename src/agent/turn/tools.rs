@@ -1,7 +1,7 @@
 //! A turn's server-side tool calls: run concurrently through the hub, each in its
 //! `tool.call` span and counted, results kept in call order; cancellation drains them.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use serde_json::Value;
@@ -12,7 +12,7 @@ use crate::{
     agent::AgentEvent,
     error::CoreError,
     llm::ToolCall,
-    mcp::{ToolOutcome, ToolSpec},
+    mcp::{ToolOutcome, ToolSpec, asks::Caller},
     telemetry::metrics,
 };
 
@@ -36,6 +36,7 @@ impl Turn<'_> {
             })
             .await;
             let hub = self.inner.hub.clone();
+            let caller: Arc<dyn Caller> = self.caller.clone();
             let cancel = self.cancel.child_token();
             let prepared = prepare(call, spec, offer);
             let span = tracing::info_span!(
@@ -52,7 +53,7 @@ impl Turn<'_> {
                         Ok(arguments) => {
                             let _in_flight =
                                 metrics::GaugeGuard::new(&metrics::metrics().tool_calls_in_flight);
-                            hub.call(&call.name, arguments, cancel).await
+                            hub.call_as(&call.name, arguments, cancel, caller).await
                         }
                         Err(text) => ToolOutcome {
                             server: String::new(),
