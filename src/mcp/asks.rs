@@ -302,10 +302,8 @@ fn check(name: &str, property: &Value, value: &Value) -> Result<(), String> {
                 return Err(format!("{name:?} is outside the allowed range"));
             }
         }
-        "boolean" => {
-            if !value.is_boolean() {
-                return Err(format!("{name:?} must be true or false"));
-            }
+        "boolean" if !value.is_boolean() => {
+            return Err(format!("{name:?} must be true or false"));
         }
         "array" => {
             let items = value
