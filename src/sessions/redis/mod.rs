@@ -15,7 +15,7 @@ use std::{collections::HashMap, fmt, sync::LazyLock, time::Duration};
 
 use ::redis::{Client, Script, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
-pub(crate) use lease::Lease;
+use lease::RedisLease;
 
 use super::{
     Session, SessionError, SessionId, SessionLock, SessionStore, millis, now_millis, record,
@@ -170,7 +170,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn lock(&self, id: &SessionId, timeout: Duration) -> Result<SessionLock, SessionError> {
-        let lease = Lease::acquire(
+        let lease = RedisLease::acquire(
             self.conn.clone(),
             id,
             key(id, "lock"),
@@ -181,7 +181,7 @@ impl SessionStore for RedisStore {
         .await?;
         Ok(SessionLock::new(
             id.clone(),
-            super::lock::Held::Redis(lease),
+            super::lock::Held::Remote(Box::new(lease)),
         ))
     }
 
