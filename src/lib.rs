@@ -23,6 +23,7 @@ pub mod http;
 pub mod inflight;
 pub mod llm;
 pub mod mcp;
+pub mod model;
 pub mod pb;
 pub mod readiness;
 pub mod server;

@@ -15,7 +15,7 @@ use super::{
     Session, SessionError, SessionId, SessionLock, SessionStore, lock::LocalLocks, millis,
     now_millis, spawn_sweeper, sweep_interval,
 };
-use crate::llm::Message;
+use crate::model::Message;
 
 /// Sessions kept in memory; everything is lost when the process ends.
 #[derive(Debug)]

@@ -34,7 +34,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
     config::{SessionsConfig, redacted_url},
-    llm::Message,
+    model::Message,
 };
 
 pub use id::{MAX_ID_LEN, SessionId};

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::SessionError;
-use crate::llm::{Message, Role, ToolCall};
+use crate::model::{Message, Role, ToolCall};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredMessage {

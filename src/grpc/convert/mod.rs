@@ -20,7 +20,7 @@ mod tests {
     use super::*;
     use crate::{
         error::CoreError,
-        llm::{Message, Role, ToolCall, ToolChoice},
+        model::{Message, Role, ToolCall, ToolChoice},
         pb,
     };
     use serde_json::json;

@@ -7,7 +7,7 @@ use super::struct_to_json;
 use crate::{
     agent::AgentRequest,
     error::CoreError,
-    llm::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
+    model::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
     pb,
     sessions::SessionId,
 };

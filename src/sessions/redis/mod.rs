@@ -20,7 +20,7 @@ use lease::RedisLease;
 use super::{
     Session, SessionError, SessionId, SessionLock, SessionStore, millis, now_millis, record,
 };
-use crate::{config::redacted_url, llm::Message};
+use crate::{config::redacted_url, model::Message};
 
 /// How long a lock lives without renewal; the holder renews it every third of this.
 const LEASE: Duration = Duration::from_secs(15);

@@ -18,7 +18,7 @@ use super::{
     Session, SessionError, SessionId, SessionLock, SessionStore, lock::LocalLocks, millis,
     now_millis, record, spawn_sweeper, sweep_interval,
 };
-use crate::{config::redacted_url, llm::Message};
+use crate::{config::redacted_url, model::Message};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
