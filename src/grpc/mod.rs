@@ -50,7 +50,7 @@ impl ChatApi {
     fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
         self.inner.keys.check(header).map_err(|e| {
-            status::status(
+            pb::status::status(
                 tonic::Code::Unauthenticated,
                 "invalid_api_key",
                 e.to_string(),

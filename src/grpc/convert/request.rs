@@ -3,12 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::struct_to_json;
 use crate::{
     agent::AgentRequest,
     error::CoreError,
     model::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
-    pb,
+    pb::{self, json::struct_to_json},
     sessions::SessionId,
 };
 
