@@ -22,7 +22,8 @@ use rmcp::{
     model::{ClientCapabilities, ClientConfig, Implementation},
     service::{NotificationContext, RunningService},
     transport::{
-        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+        IntoTransport, StreamableHttpClientTransport,
+        streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
 use tokio::{
@@ -144,15 +145,7 @@ async fn streamable(
         TracingHttpClient(http.clone()),
         config.custom_headers(custom),
     );
-    let service = handler
-        .serve(transport)
-        .await
-        .map_err(|e| McpError::Connect(format!("{e}")))?;
-    Ok(Connection {
-        service,
-        child: None,
-        transport: "streamable_http",
-    })
+    serve_remote(handler, transport, "streamable_http").await
 }
 
 async fn legacy(
@@ -162,6 +155,20 @@ async fn legacy(
     headers: &BTreeMap<String, String>,
 ) -> Result<Connection, McpError> {
     let transport = LegacySseTransport::connect(http.clone(), url, header_map(headers)?).await?;
+    serve_remote(handler, transport, "sse").await
+}
+
+/// The tail both HTTP transports share: the MCP initialisation over `transport`, and the
+/// connection (no child) it gives.
+async fn serve_remote<T, E, A>(
+    handler: Handler,
+    transport: T,
+    kind: &'static str,
+) -> Result<Connection, McpError>
+where
+    T: IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let service = handler
         .serve(transport)
         .await
@@ -169,7 +176,7 @@ async fn legacy(
     Ok(Connection {
         service,
         child: None,
-        transport: "sse",
+        transport: kind,
     })
 }
 
