@@ -85,7 +85,7 @@ type Table = Arc<StdMutex<HashMap<SessionId, Arc<Mutex<()>>>>>;
 
 /// The in-process lock table of one store.
 #[derive(Debug)]
-pub(crate) struct LocalLocks {
+pub struct LocalLocks {
     /// Random per store, so a lock from another store instance is refused.
     tag: u64,
     table: Table,

@@ -18,9 +18,9 @@ use ::redis::{Client, Script, aio::ConnectionManager, aio::ConnectionManagerConf
 use lease::RedisLease;
 
 use super::{
-    Session, SessionError, SessionId, SessionLock, SessionStore, millis, now_millis, record,
+    Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis, now_millis, record,
 };
-use crate::{config::redacted_url, model::Message};
+use crate::config::redacted_url;
 
 /// How long a lock lives without renewal; the holder renews it every third of this.
 const LEASE: Duration = Duration::from_secs(15);
@@ -185,12 +185,12 @@ impl SessionStore for RedisStore {
         ))
     }
 
-    async fn append_turn(
-        &self,
-        lock: &SessionLock,
-        model: &str,
-        messages: &[Message],
-    ) -> Result<usize, SessionError> {
+    fn check_lock(&self, lock: &SessionLock) -> Result<(), SessionError> {
+        lock.lease().map(drop)
+    }
+
+    async fn write_turn(&self, lock: &SessionLock, turn: Turn<'_>) -> Result<usize, SessionError> {
+        let Turn { model, messages } = turn;
         let lease = lock.lease()?;
         let id = lock.id();
         let bodies = record::encode_all(messages)?;
