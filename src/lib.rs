@@ -30,5 +30,8 @@ pub mod server;
 pub mod sessions;
 pub mod telemetry;
 
+#[cfg(test)]
+mod architecture_tests;
+
 pub use config::Config;
 pub use server::{Listeners, run};
