@@ -169,7 +169,7 @@ where
 
 /// UNAVAILABLE with `RetryInfo` (the HTTP gateway's table makes it 503 + `Retry-After`).
 pub fn overloaded_status(limit: usize) -> tonic::Status {
-    crate::grpc::status::status(
+    crate::pb::status::status(
         tonic::Code::Unavailable,
         "overloaded",
         overloaded_message(limit),

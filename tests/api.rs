@@ -192,24 +192,14 @@ async fn upstream_errors_keep_their_class_over_grpc_and_http() {
 
     let http = reqwest::Client::new();
     let body = json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]});
-    let r = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert!(
         v["error"]["message"].as_str().unwrap().contains("too long"),
         "{v}"
     );
-    let r = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bad_gateway", "{v}");
@@ -242,12 +232,7 @@ async fn a_client_that_drops_the_stream_closes_the_upstream_connection() {
 
     // HTTP SSE: read the first bytes, then drop the response.
     let body = json!({"messages": [{"role": "user", "content": "x"}], "stream": true});
-    let mut r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let mut r = svc.post_chat(&reqwest::Client::new(), &body).await;
     assert_eq!(r.status(), 200);
     r.chunk().await.unwrap().unwrap();
     drop(r);
@@ -447,12 +432,7 @@ async fn without_an_api_key_a_chat_names_the_setting() {
     assert!(e.message().contains("OPENAI_API_KEY"), "{e:?}");
     let body =
         json!({"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hello"}]});
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&reqwest::Client::new(), &body).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["x-should-retry"], "false");
     let v: Value = r.json().await.unwrap();

@@ -126,22 +126,20 @@ async fn http_sessions_on_the_simplified_and_openai_apis() {
     .await;
     let svc = Service::start(&env(&fake, "memory://")).await;
     let http = Client::new();
-    let r: Value = http
-        .post(format!("{}/chat", svc.http()))
-        .json(&json!({"message": "first"}))
-        .send()
+    let r: Value = svc
+        .post_json(&http, "/chat", &json!({"message": "first"}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let id = r["session_id"].as_str().unwrap().to_string();
-    let r: Value = http
-        .post(format!("{}/chat", svc.http()))
-        .json(&json!({"message": "second", "session_id": id}))
-        .send()
+    let r: Value = svc
+        .post_json(
+            &http,
+            "/chat",
+            &json!({"message": "second", "session_id": id}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -156,8 +154,8 @@ async fn http_sessions_on_the_simplified_and_openai_apis() {
 
     // The OpenAI API takes the session from a header and returns it in one.
     let body = json!({"messages": [{"role": "user", "content": "third"}]});
-    let r = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
+    let r = svc
+        .post(&http, "/v1/chat/completions")
         .header("x-session-id", &id)
         .json(&body)
         .send()

@@ -221,12 +221,7 @@ async fn a_stream_cut_before_done_is_an_error_in_each_api_never_a_stop() {
     // OpenAI SSE: content, then `data: {"error": …}`; no finish_reason "stop", no [DONE].
     let body = json!({"model": "test-model", "stream": true,
                       "messages": [{"role": "user", "content": "x"}]});
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&reqwest::Client::new(), &body).await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     let events: Vec<Value> = text
@@ -277,12 +272,7 @@ async fn a_whole_answer_cut_short_is_a_502_with_an_openai_body() {
     )
     .await;
     let body = json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]});
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&reqwest::Client::new(), &body).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].is_string(), "{v}");
@@ -352,12 +342,7 @@ async fn a_connection_closed_before_the_headers_is_retried_then_a_502_when_retri
     // One close, then an answer: the retry hides the fault.
     let (url, seen) = closing_upstream(1).await;
     let svc = start_with(&url, tempfile::tempdir().unwrap(), &[]).await;
-    let r = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "second try", "{v}");
@@ -372,12 +357,7 @@ async fn a_connection_closed_before_the_headers_is_retried_then_a_502_when_retri
         &[("MCP_CHAT_UPSTREAM_MAX_RETRIES", "1")],
     )
     .await;
-    let r = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].is_string(), "{v}");
@@ -399,12 +379,7 @@ async fn headers_then_silence_is_a_504_after_the_idle_timeout_and_the_upstream_i
     let body = json!({"model": "test-model", "stream": true,
                       "messages": [{"role": "user", "content": "x"}]});
     let started = Instant::now();
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&reqwest::Client::new(), &body).await;
     assert_eq!(r.status(), 504);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].is_string(), "{v}");

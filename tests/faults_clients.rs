@@ -296,12 +296,7 @@ async fn beyond_max_in_flight_requests_are_refused_fast_on_both_apis() {
                       "messages": [{"role": "user", "content": "x"}]});
 
     // Two streams in flight (one over each API).
-    let mut sse = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let mut sse = svc.post_chat(&http, &body).await;
     assert_eq!(sse.status(), 200);
     sse.chunk().await.unwrap().unwrap();
     let mut client = ChatServiceClient::connect(svc.grpc()).await.unwrap();
@@ -323,9 +318,7 @@ async fn beyond_max_in_flight_requests_are_refused_fast_on_both_apis() {
     // The third is refused at once, on both APIs; probes still answer.
     for i in 0..20 {
         let started = Instant::now();
-        let mut post = http
-            .post(format!("{}/v1/chat/completions", svc.http()))
-            .json(&body);
+        let mut post = svc.post(&http, "/v1/chat/completions").json(&body);
         if i % 2 == 1 {
             post = post.header("x-request-id", format!("mine-{i}"));
         }
@@ -382,12 +375,9 @@ async fn beyond_max_in_flight_requests_are_refused_fast_on_both_apis() {
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = http
-            .post(format!("{}/chat", svc.http()))
-            .json(&json!({"message": "again"}))
-            .send()
-            .await
-            .unwrap();
+        let r = svc
+            .post_json(&http, "/chat", &json!({"message": "again"}))
+            .await;
         if r.status() == 200 {
             let v: Value = r.json().await.unwrap();
             assert_eq!(v["response"], "later");
@@ -423,12 +413,7 @@ async fn slow_bodies_get_a_408_and_free_their_in_flight_slot() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 503, "the slow body holds the slot");
 
     // The timeout answers it with a 408 in the OpenAI shape and closes the connection.
@@ -453,12 +438,7 @@ async fn slow_bodies_get_a_408_and_free_their_in_flight_slot() {
     );
 
     // The slot is free again.
-    let r = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "after");

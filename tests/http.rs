@@ -242,23 +242,17 @@ async fn simplified_api_answers_and_streams_typed_events() {
     .await;
     let svc = start(&fake, &[]).await;
     let http = Client::new();
-    let r: Value = http
-        .post(format!("{}/chat", svc.http()))
-        .json(&json!({"message": "hello"}))
-        .send()
+    let r: Value = svc
+        .post_json(&http, "/chat", &json!({"message": "hello"}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(r["response"], "Hi there");
 
-    let text = http
-        .post(format!("{}/chat/stream", svc.http()))
-        .json(&json!({"message": "hello"}))
-        .send()
+    let text = svc
+        .post_json(&http, "/chat/stream", &json!({"message": "hello"}))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -269,14 +263,7 @@ async fn simplified_api_answers_and_streams_typed_events() {
     assert_eq!(events, ["start", "delta", "delta", "done"], "{text}");
     assert!(text.contains("\"response\":\"Streamed\""), "{text}");
 
-    let (status, _, body) = error_of(
-        http.post(format!("{}/chat", svc.http()))
-            .json(&json!({"msg": 1}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _, body) = error_of(svc.post_json(&http, "/chat", &json!({"msg": 1})).await).await;
     assert_eq!(status, 400);
     assert!(
         body["error"]["message"]
@@ -292,8 +279,8 @@ async fn the_clients_timeout_bounds_the_request() {
     let fake = FakeUpstream::with([Reply::silence()]).await;
     let svc = start(&fake, &[]).await;
     let started = std::time::Instant::now();
-    let r = Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
+    let r = svc
+        .post(&Client::new(), "/v1/chat/completions")
         .header("x-stainless-timeout", "0.6")
         .json(&chat_body())
         .send()

@@ -123,8 +123,8 @@ async fn a_chat_with_a_tool_call_exports_the_span_tree_under_the_callers_trace()
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_id = "00f067aa0ba902b7";
     let body = json!({"messages": [{"role": "user", "content": "1+2?"}]});
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
+    let r = svc
+        .post(&reqwest::Client::new(), "/v1/chat/completions")
         .header("traceparent", format!("00-{trace_id}-{parent_id}-01"))
         .json(&body)
         .send()
@@ -232,8 +232,8 @@ async fn mcp_servers_over_http_receive_the_tool_calls_trace() {
 
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let body = json!({"messages": [{"role": "user", "content": "trace?"}]});
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", svc.http()))
+    let r = svc
+        .post(&reqwest::Client::new(), "/v1/chat/completions")
         .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
         .json(&body)
         .send()
@@ -307,15 +307,7 @@ async fn metrics_expose_every_family_with_bounded_labels() {
     .await;
     let http = reqwest::Client::new();
     let body = json!({"messages": [{"role": "user", "content": "1+2?"}], "stream": true});
-    let text = http
-        .post(format!("{}/v1/chat/completions", svc.http()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = svc.post_chat(&http, &body).await.text().await.unwrap();
     assert!(text.contains("[DONE]"));
     http.get(format!("{}/no/such/thing/42", svc.http()))
         .send()

@@ -14,9 +14,10 @@ use futures::StreamExt;
 use mcp_chat::{
     config::{Secret, UpstreamConfig},
     llm::{
-        Completion, CompletionRequest, Endpoint, FinishReason, GenParams, LlmClient, LlmError,
-        LlmEvent, Message, OpenAiClient, RetryPolicy, Role, ToolCall,
+        Completion, CompletionRequest, Endpoint, FinishReason, LlmClient, LlmError, LlmEvent,
+        OpenAiClient, RetryPolicy,
     },
+    model::{GenParams, Message, Role, ToolCall},
 };
 use upstream::{Answer, FakeUpstream, Reply};
 

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::{llm::ToolDef, mcp::ToolSpec};
+use crate::{mcp::ToolSpec, model::ToolDef};
 
 /// A call found in a reply.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{AgentEvent, AgentRequest, AgentResponse, Inner, ModelRoute, turn::Turn};
-use crate::{error::CoreError, llm::Message};
+use crate::{error::CoreError, model::Message};
 
 pub(super) async fn run(
     inner: &Inner,

@@ -12,11 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::{
     config::{Config, ModelConfig, ToolMode},
-    llm::{
-        Completion, CompletionRequest, Endpoint, FinishReason, LlmError, LlmEvent, LlmStream,
-        Message, Role, ToolCall, ToolChoice, ToolDef, Usage,
-    },
+    llm::{Completion, CompletionRequest, Endpoint, FinishReason, LlmError, LlmEvent, LlmStream},
     mcp::{ServerState, ToolOutcome, ToolSpec},
+    model::{Message, Role, ToolCall, ToolChoice, ToolDef, Usage},
 };
 
 /// Answers from a script and records every request.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::{
-    llm::{GenParams, Message, ToolCall, ToolChoice, ToolDef, Usage},
+    model::{GenParams, Message, ToolCall, ToolChoice, ToolDef, Usage},
     sessions::SessionId,
 };
 

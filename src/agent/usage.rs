@@ -2,7 +2,7 @@
 //! encoding, loaded lazily on first use so servers whose upstream reports usage never pay
 //! for it).
 
-use crate::llm::{Message, Usage};
+use crate::model::{Message, Usage};
 
 /// Tokens of a text.
 pub fn count(text: &str) -> u32 {
@@ -30,7 +30,7 @@ pub fn count_messages(messages: &[Message]) -> u32 {
 pub fn estimate(
     prompt: &[Message],
     completion_text: &str,
-    completion_calls: &[crate::llm::ToolCall],
+    completion_calls: &[crate::model::ToolCall],
 ) -> Usage {
     let prompt_tokens = count_messages(prompt);
     let completion_tokens = count(completion_text)
@@ -48,7 +48,7 @@ pub fn estimate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::Role;
+    use crate::model::Role;
 
     #[test]
     fn counts_grow_with_text() {

@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     path::{Path, PathBuf},
 };
 
@@ -14,7 +13,7 @@ use figment::{
     value::{Dict, Map, Value},
 };
 
-use super::{Config, env, servers::ServersConfig, validate};
+use super::{Config, ConfigError, env, servers::ServersConfig, validate};
 
 /// Values given on the command line; they win over every other layer.
 #[derive(Debug, Clone, Default)]
@@ -27,35 +26,6 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub grpc_port: Option<u16>,
     pub servers_config: Option<PathBuf>,
-}
-
-/// Why the configuration could not be loaded. Each message says where and what is expected.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config file {path}: cannot read it: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    DotEnv { path: PathBuf, message: String },
-    #[error("{0}")]
-    Value(String),
-    #[error("{path}: {message}")]
-    Servers { path: PathBuf, message: String },
-    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Problem>),
-}
-
-/// One validation problem: the key, where its value came from, and what is wrong.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    pub key: String,
-    pub origin: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.key, self.origin, self.message)
-    }
 }
 
 /// Loads, layers and validates the configuration. `vars` is the process environment

@@ -7,6 +7,7 @@
 
 mod duration;
 mod env;
+mod error;
 mod load;
 pub mod servers;
 mod validate;
@@ -16,7 +17,8 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, time::Duration};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use env::{ENV_VARS, EnvVar};
-pub use load::{ConfigError, Overrides, load};
+pub use error::{ConfigError, Problem};
+pub use load::{Overrides, load};
 pub use servers::{McpServerConfig, McpTransportConfig, ServersConfig};
 
 /// The whole configuration of one process.

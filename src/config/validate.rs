@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::{Config, ConfigError, Secret, load::Problem};
+use super::{Config, ConfigError, Problem, Secret};
 
 pub(super) fn resolve_and_check(
     config: &mut Config,

@@ -70,7 +70,7 @@ impl ChatApi {
     fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
         self.inner.keys.check(header).map_err(|e| {
-            status::status(
+            pb::status::status(
                 tonic::Code::Unauthenticated,
                 "invalid_api_key",
                 e.to_string(),
@@ -80,17 +80,13 @@ impl ChatApi {
     }
 }
 
-/// The response metadata key naming the enabled MCP servers that were not ready when the
-/// turn started (comma-separated); absent when every server was.
-pub const DEGRADED: &str = "mcp-chat-degraded";
-
-/// Names the not-ready servers in `metadata` (see [`DEGRADED`]).
+/// Names the not-ready servers in `metadata` (see [`pb::DEGRADED`]).
 fn mark_degraded(metadata: &mut MetadataMap, degraded: &[String]) {
     if degraded.is_empty() {
         return;
     }
     if let Ok(value) = tonic::metadata::AsciiMetadataValue::try_from(degraded.join(",")) {
-        metadata.insert(DEGRADED, value);
+        metadata.insert(pb::DEGRADED, value);
     }
 }
 

@@ -8,24 +8,12 @@ use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{error::CoreError, llm::LlmError, sessions::SessionError};
-
-/// `ErrorInfo.domain` of every error this service raises.
-pub const DOMAIN: &str = "mcp-chat";
-
-/// Builds a status with an `ErrorInfo` reason (and optionally a retry delay).
-pub fn status(
-    code: Code,
-    reason: &str,
-    message: impl Into<String>,
-    retry: Option<Duration>,
-) -> Status {
-    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, HashMap::new());
-    if retry.is_some() {
-        details.set_retry_info(retry);
-    }
-    Status::with_error_details(code, message, details)
-}
+use crate::{
+    error::CoreError,
+    llm::LlmError,
+    pb::status::{DOMAIN, status},
+    sessions::SessionError,
+};
 
 impl From<CoreError> for Status {
     fn from(error: CoreError) -> Status {

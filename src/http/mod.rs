@@ -51,7 +51,7 @@ pub struct HttpSettings {
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 /// Names the MCP servers that were not ready for a turn (the gRPC metadata of the same name).
-const DEGRADED: HeaderName = HeaderName::from_static(crate::grpc::DEGRADED);
+const DEGRADED: HeaderName = HeaderName::from_static(crate::pb::DEGRADED);
 
 /// Every route template of the router (the `route` label of the HTTP metrics).
 const ROUTES: [&str; 10] = [
@@ -179,7 +179,7 @@ pub(crate) fn set_degraded_header(
     metadata: &tonic::metadata::MetadataMap,
 ) {
     if let Some(v) = metadata
-        .get(crate::grpc::DEGRADED)
+        .get(crate::pb::DEGRADED)
         .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
     {
         response.headers_mut().insert(DEGRADED, v);

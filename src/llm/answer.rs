@@ -2,9 +2,10 @@
 //! [`Completion`], an error status body into the upstream's message and code.
 
 use super::{
-    Completion, FinishReason, LlmError, ToolCall,
+    Completion, FinishReason, LlmError,
     wire::{CompletionDto, ErrorBodyDto, finish_reason},
 };
+use crate::model::ToolCall;
 
 /// Parses `choices[0].message` (content may be null), its tool calls, finish_reason and usage.
 pub(crate) fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {

@@ -6,10 +6,11 @@
 //! name come in the first fragment of each index, arguments in any number of fragments).
 
 use super::{
-    Completion, FinishReason, LlmError, ToolCall,
+    Completion, FinishReason, LlmError,
     answer::clip,
     wire::{ChunkDto, ToolCallDeltaDto, finish_reason},
 };
+use crate::model::{ToolCall, Usage};
 
 /// What one `data:` payload meant.
 #[derive(Debug, PartialEq)]
@@ -37,7 +38,7 @@ pub struct Assembler {
     content: String,
     calls: Vec<PartialCall>,
     finish: Option<FinishReason>,
-    usage: Option<super::Usage>,
+    usage: Option<Usage>,
 }
 
 impl Assembler {
@@ -176,7 +177,6 @@ fn complete_call(c: PartialCall) -> ToolCall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::Usage;
 
     fn run(data: &[&str]) -> (Vec<String>, Result<Completion, LlmError>) {
         let mut a = Assembler::new();

@@ -4,7 +4,8 @@
 
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use super::{CompletionRequest, Message, ToolCall, ToolChoice, ToolDef};
+use super::CompletionRequest;
+use crate::model::{Message, ToolCall, ToolChoice, ToolDef};
 
 /// The body of `POST /chat/completions`, borrowed from the core request.
 pub(crate) struct ChatBody<'a> {
@@ -196,7 +197,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::llm::{GenParams, Role};
+    use crate::model::{GenParams, Role};
 
     fn body(request: &CompletionRequest, stream: bool) -> Value {
         serde_json::from_slice(&serde_json::to_vec(&ChatBody { request, stream }).unwrap()).unwrap()

@@ -64,7 +64,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::llm::{Completion, FinishReason, ToolCall};
+    use crate::{
+        llm::{Completion, FinishReason},
+        model::ToolCall,
+    };
 
     fn collect(chunks: Vec<Vec<u8>>) -> Vec<Result<LlmEvent, LlmError>> {
         let bytes = futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))));

@@ -11,7 +11,8 @@ use serde::{
     de::{self, Visitor},
 };
 
-use super::{FinishReason, Usage};
+use super::FinishReason;
+use crate::model::Usage;
 
 /// A string that borrows from the input when it holds no escapes.
 #[derive(Debug, Default, PartialEq)]

@@ -21,7 +21,8 @@ use rmcp::{
     RoleClient, ServiceExt,
     service::RunningService,
     transport::{
-        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+        IntoTransport, StreamableHttpClientTransport,
+        streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
 use tokio::{
@@ -106,15 +107,18 @@ pub async fn connect(
             })
         }
         McpTransportConfig::StreamableHttp { url, headers } => {
-            streamable(handler, http, url, headers).await
+            remote(Remote::Streamable, handler, http, url, headers).await
         }
-        McpTransportConfig::Sse { url, headers } => legacy(handler, http, url, headers).await,
+        McpTransportConfig::Sse { url, headers } => {
+            remote(Remote::LegacySse, handler, http, url, headers).await
+        }
         McpTransportConfig::Http { url, headers } => {
-            match streamable(handler.clone(), http, url, headers).await {
+            match remote(Remote::Streamable, handler.clone(), http, url, headers).await {
                 Ok(c) => Ok(c),
                 Err(first) => {
                     tracing::info!(server = %config.name, "streamable HTTP failed ({first}); trying legacy SSE");
-                    legacy(handler, http, url, headers).await.map_err(|second| {
+                    let legacy = remote(Remote::LegacySse, handler, http, url, headers).await;
+                    legacy.map_err(|second| {
                         McpError::Connect(format!("streamable HTTP: {first}; legacy SSE: {second}"))
                     })
                 }
@@ -123,15 +127,43 @@ pub async fn connect(
     }
 }
 
-async fn streamable(
+/// The two HTTP transports.
+#[derive(Clone, Copy)]
+enum Remote {
+    Streamable,
+    LegacySse,
+}
+
+/// Connects over an HTTP transport: the transport is built, then the tail both share.
+async fn remote(
+    kind: Remote,
     handler: Handler,
     http: &reqwest::Client,
     url: &str,
     headers: &BTreeMap<String, String>,
 ) -> Result<Connection, McpError> {
+    let headers = header_map(headers)?;
+    match kind {
+        Remote::Streamable => {
+            let transport = streamable(http, url, headers);
+            serve_remote(handler, transport, "streamable_http").await
+        }
+        Remote::LegacySse => {
+            let transport = LegacySseTransport::connect(http.clone(), url, headers).await?;
+            serve_remote(handler, transport, "sse").await
+        }
+    }
+}
+
+/// The streamable HTTP transport; a bearer `Authorization` header becomes its auth header.
+fn streamable(
+    http: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+) -> StreamableHttpClientTransport<TracingHttpClient> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
     let mut custom = HashMap::new();
-    for (name, value) in header_map(headers)? {
+    for (name, value) in headers {
         let Some(name) = name else { continue };
         if name == AUTHORIZATION
             && let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "))
@@ -141,28 +173,23 @@ async fn streamable(
         }
         custom.insert(name, value);
     }
-    let transport = StreamableHttpClientTransport::with_client(
+    StreamableHttpClientTransport::with_client(
         TracingHttpClient(http.clone()),
         config.custom_headers(custom),
-    );
-    let service = handler
-        .serve(transport)
-        .await
-        .map_err(|e| McpError::Connect(format!("{e}")))?;
-    Ok(Connection {
-        service,
-        child: None,
-        transport: "streamable_http",
-    })
+    )
 }
 
-async fn legacy(
+/// The tail both HTTP transports share: the MCP initialisation over `transport`, and the
+/// connection (no child) it gives.
+async fn serve_remote<T, E, A>(
     handler: Handler,
-    http: &reqwest::Client,
-    url: &str,
-    headers: &BTreeMap<String, String>,
-) -> Result<Connection, McpError> {
-    let transport = LegacySseTransport::connect(http.clone(), url, header_map(headers)?).await?;
+    transport: T,
+    kind: &'static str,
+) -> Result<Connection, McpError>
+where
+    T: IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let service = handler
         .serve(transport)
         .await
@@ -170,7 +197,7 @@ async fn legacy(
     Ok(Connection {
         service,
         child: None,
-        transport: "sse",
+        transport: kind,
     })
 }
 

@@ -10,7 +10,7 @@ use std::{any::Any, sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 
 use super::{SessionError, SessionId, SessionStore, now_millis};
-use crate::llm::{Message, Role, ToolCall};
+use crate::model::{Message, Role, ToolCall};
 
 type Make = dyn Fn(Duration) -> BoxFuture<'static, Arc<dyn SessionStore>> + Send + Sync;
 

@@ -3,7 +3,8 @@
 //!
 //! The in-process table maps a session id to an `Arc<tokio::sync::Mutex<()>>`; a guard owns
 //! the mutex guard and removes the entry when nobody else holds or waits for it, so the
-//! table only ever holds sessions in use. The Redis lease lives in `redis.rs`.
+//! table only ever holds sessions in use. A lock held in a shared backend is a [`Lease`]: this
+//! file says what one is, the backend (`redis/lease.rs`) implements it.
 
 use std::{
     collections::HashMap,
@@ -14,7 +15,7 @@ use std::{
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{SessionError, SessionId, redis::Lease};
+use super::{SessionError, SessionId};
 
 /// Exclusive use of one session until dropped. [`SessionStore::append_turn`] requires it.
 ///
@@ -26,7 +27,14 @@ pub struct SessionLock {
 
 pub(crate) enum Held {
     Local(LocalHeld),
-    Redis(Lease),
+    Remote(Box<dyn Lease>),
+}
+
+/// A lock held in a shared backend: the key it is held under and the token that proves the
+/// holder. Dropping it releases the lock (if the token still holds it).
+pub(crate) trait Lease: Send + Sync {
+    fn key(&self) -> &str;
+    fn token(&self) -> &str;
 }
 
 impl SessionLock {
@@ -47,10 +55,10 @@ impl SessionLock {
         }
     }
 
-    /// The Redis lease behind this lock, if a Redis store issued it.
-    pub(crate) fn lease(&self) -> Result<&Lease, SessionError> {
+    /// The lease behind this lock, if a shared-backend store issued it.
+    pub(crate) fn lease(&self) -> Result<&dyn Lease, SessionError> {
         match &self.held {
-            Held::Redis(lease) => Ok(lease),
+            Held::Remote(lease) => Ok(lease.as_ref()),
             Held::Local(_) => Err(foreign()),
         }
     }
@@ -64,7 +72,7 @@ impl fmt::Debug for SessionLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.held {
             Held::Local(_) => "local",
-            Held::Redis(_) => "redis",
+            Held::Remote(_) => "remote",
         };
         f.debug_struct("SessionLock")
             .field("id", &self.id)
@@ -77,7 +85,7 @@ type Table = Arc<StdMutex<HashMap<SessionId, Arc<Mutex<()>>>>>;
 
 /// The in-process lock table of one store.
 #[derive(Debug)]
-pub(crate) struct LocalLocks {
+pub struct LocalLocks {
     /// Random per store, so a lock from another store instance is refused.
     tag: u64,
     table: Table,

@@ -12,10 +12,9 @@ use std::{
 use tokio_util::sync::DropGuard;
 
 use super::{
-    Session, SessionError, SessionId, SessionLock, SessionStore, lock::LocalLocks, millis,
+    LocalLocks, Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis,
     now_millis, spawn_sweeper, sweep_interval,
 };
-use crate::llm::Message;
 
 /// Sessions kept in memory; everything is lost when the process ends.
 #[derive(Debug)]
@@ -83,17 +82,12 @@ impl SessionStore for MemoryStore {
             .map(|e| e.session.clone()))
     }
 
-    async fn lock(&self, id: &SessionId, timeout: Duration) -> Result<SessionLock, SessionError> {
-        self.locks.lock(id, timeout).await
+    fn local_locks(&self) -> Option<&LocalLocks> {
+        Some(&self.locks)
     }
 
-    async fn append_turn(
-        &self,
-        lock: &SessionLock,
-        model: &str,
-        messages: &[Message],
-    ) -> Result<usize, SessionError> {
-        lock.check_local(self.locks.tag())?;
+    async fn write_turn(&self, lock: &SessionLock, turn: Turn<'_>) -> Result<usize, SessionError> {
+        let Turn { model, messages } = turn;
         let now = now_millis();
         let mut map = self.inner.map();
         let entry = map.entry(lock.id().clone()).or_insert_with(|| Entry {

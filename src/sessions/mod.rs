@@ -34,11 +34,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
     config::{SessionsConfig, redacted_url},
-    llm::Message,
+    model::Message,
 };
 
 pub use id::{MAX_ID_LEN, SessionId};
-pub use lock::SessionLock;
+pub use lock::{LocalLocks, SessionLock};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
@@ -91,25 +91,60 @@ pub enum SessionError {
     Corrupt { id: String, message: String },
 }
 
+/// One turn to store: the model that answered and the messages, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Turn<'a> {
+    pub model: &'a str,
+    pub messages: &'a [Message],
+}
+
 /// Where conversations live; one per process, shared as `Arc<dyn SessionStore>`.
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// The session, or `None` if it does not exist or has expired.
     async fn load(&self, id: &SessionId) -> Result<Option<Session>, SessionError>;
 
+    /// The in-process lock table of an embedded backend (memory, SQLite), which the default
+    /// [`Self::lock`] and [`Self::check_lock`] use. A backend with its own locking (Redis)
+    /// keeps `None` and overrides both.
+    fn local_locks(&self) -> Option<&LocalLocks> {
+        None
+    }
+
     /// Waits up to `timeout` for exclusive use of the session (it need not exist yet);
     /// [`SessionError::Busy`] when another request keeps it longer.
-    async fn lock(&self, id: &SessionId, timeout: Duration) -> Result<SessionLock, SessionError>;
+    async fn lock(&self, id: &SessionId, timeout: Duration) -> Result<SessionLock, SessionError> {
+        match self.local_locks() {
+            Some(locks) => locks.lock(id, timeout).await,
+            None => Err(no_lock_table()),
+        }
+    }
+
+    /// Refuses a lock this store did not issue, so nothing is written under it.
+    fn check_lock(&self, lock: &SessionLock) -> Result<(), SessionError> {
+        match self.local_locks() {
+            Some(locks) => lock.check_local(locks.tag()),
+            None => Err(no_lock_table()),
+        }
+    }
 
     /// Appends one whole turn under `lock`, creating the session (with `model`) if needed,
     /// setting its model and `updated_at`, and refreshing its expiry. All or nothing.
-    /// Returns the number of messages the session holds afterwards.
+    /// Returns the number of messages the session holds afterwards. The same for every
+    /// backend: the lock is checked, then the backend writes ([`Self::write_turn`]).
     async fn append_turn(
         &self,
         lock: &SessionLock,
         model: &str,
         messages: &[Message],
-    ) -> Result<usize, SessionError>;
+    ) -> Result<usize, SessionError> {
+        self.check_lock(lock)?;
+        self.write_turn(lock, Turn { model, messages }).await
+    }
+
+    /// The backend's part of [`Self::append_turn`], under a lock [`Self::check_lock`]
+    /// accepted. Callers use `append_turn`.
+    async fn write_turn(&self, lock: &SessionLock, turn: Turn<'_>) -> Result<usize, SessionError>;
 
     /// Deletes the session; `true` if it existed (and had not expired).
     async fn delete(&self, id: &SessionId) -> Result<bool, SessionError>;
@@ -118,6 +153,10 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     async fn count(&self) -> Result<Option<u64>, SessionError> {
         Ok(None)
     }
+}
+
+fn no_lock_table() -> SessionError {
+    SessionError::Backend("this session store has no lock table and must lock itself".into())
 }
 
 /// Opens the store `config.store` names. An unreachable Redis or an unwritable SQLite

@@ -1,5 +1,5 @@
 //! The stored form of a message: a private serde representation of [`Message`], so the
-//! core `llm` types stay free of serde. Every backend stores one JSON object per message.
+//! core `model` types stay free of serde. Every backend stores one JSON object per message.
 //!
 //! Field names are short and stable; adding an optional field later stays readable by
 //! older rows (`#[serde(default)]`).
@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::SessionError;
-use crate::llm::{Message, Role, ToolCall};
+use crate::model::{Message, Role, ToolCall};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredMessage {

@@ -6,7 +6,7 @@
 //! Tokens are counted with tiktoken's cl100k_base plus a fixed per-message overhead — an
 //! estimate, good enough to stay under a window, not an exact bill.
 
-use crate::llm::{Message, Role};
+use crate::model::{Message, Role};
 
 /// Tokens each message costs beyond its text (role, separators), as OpenAI documents.
 const PER_MESSAGE_OVERHEAD: u32 = 4;
@@ -80,7 +80,7 @@ fn group_starts(messages: &[Message]) -> Vec<usize> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::llm::ToolCall;
+    use crate::model::ToolCall;
 
     fn user(text: &str) -> Message {
         Message::new(Role::User, text)

@@ -3,17 +3,21 @@
 //! service's own, models/servers/tools come from the configuration; never session ids or
 //! raw paths.
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    fmt,
+    sync::{Arc, LazyLock},
+};
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, text::encode},
+    metrics::MetricType,
     metrics::{
         counter::Counter,
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::{Registry, Unit},
+    registry::{Metric, Registry, Unit},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +79,24 @@ pub struct ServerLabels {
     pub server: String,
 }
 
+/// A family of any type, so that one table can register them all.
+#[derive(Debug)]
+struct Registered(Box<dyn Metric>);
+
+impl EncodeMetric for Registered {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 fn latency() -> Histogram {
     // 1 ms … ~65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -121,88 +143,41 @@ impl Metrics {
             sessions_stored: Gauge::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
-        r.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            m.http_requests.clone(),
-        );
-        r.register_with_unit(
-            "http_request_duration",
-            "HTTP request latency to the response head",
-            Unit::Seconds,
-            m.http_duration.clone(),
-        );
-        r.register(
-            "grpc_requests",
-            "gRPC requests by method and status code",
-            m.grpc_requests.clone(),
-        );
-        r.register_with_unit(
-            "grpc_request_duration",
-            "gRPC request latency to the response head",
-            Unit::Seconds,
-            m.grpc_duration.clone(),
-        );
-        r.register(
-            "upstream_requests",
-            "Upstream LLM calls by model and outcome",
-            m.upstream_requests.clone(),
-        );
-        r.register_with_unit(
-            "upstream_request_duration",
-            "Upstream LLM call latency",
-            Unit::Seconds,
-            m.upstream_duration.clone(),
-        );
-        r.register_with_unit(
-            "upstream_time_to_first_token",
-            "Streamed upstream calls: time to the first content",
-            Unit::Seconds,
-            m.upstream_first_token.clone(),
-        );
-        r.register(
-            "tokens",
-            "Tokens by model and direction (prompt, completion)",
-            m.tokens.clone(),
-        );
-        r.register(
-            "tool_calls",
-            "MCP tool calls by server, tool and outcome",
-            m.tool_calls.clone(),
-        );
-        r.register_with_unit(
-            "tool_call_duration",
-            "MCP tool call latency",
-            Unit::Seconds,
-            m.tool_duration.clone(),
-        );
-        r.register(
-            "tool_calls_in_flight",
-            "MCP tool calls running now",
-            m.tool_calls_in_flight.clone(),
-        );
-        r.register(
-            "active_streams",
-            "Streamed chat responses open now",
-            m.active_streams.clone(),
-        );
-        r.register(
-            "mcp_server_up",
-            "1 when the MCP server is ready",
-            m.mcp_server_up.clone(),
-        );
-        r.register(
-            "mcp_server_restarts",
-            "Restarts of the MCP server since start-up",
-            m.mcp_server_restarts.clone(),
-        );
-        r.register(
-            "sessions_stored",
-            "Stored sessions (where the store can count them cheaply)",
-            m.sessions_stored.clone(),
-        );
+        for (name, family, help) in m.families() {
+            if family.metric_type() == MetricType::Histogram {
+                registry.register_with_unit(name, help, Unit::Seconds, family);
+            } else {
+                registry.register(name, help, family);
+            }
+        }
         Metrics { registry, ..m }
+    }
+
+    /// Every family: its name, its handle and its help text, in exposition order.
+    /// Histograms are latencies, registered in seconds (the name gets `_seconds`); counters
+    /// get `_total`.
+    #[rustfmt::skip]
+    fn families(&self) -> [(&'static str, Registered, &'static str); 15] {
+        fn f(family: &(impl Metric + Clone)) -> Registered {
+            Registered(Box::new(family.clone()))
+        }
+        [
+            ("http_requests",                 f(&self.http_requests),         "HTTP requests by route, method and status"),
+            ("http_request_duration",         f(&self.http_duration),         "HTTP request latency to the response head"),
+            ("grpc_requests",                 f(&self.grpc_requests),         "gRPC requests by method and status code"),
+            ("grpc_request_duration",         f(&self.grpc_duration),         "gRPC request latency to the response head"),
+            ("upstream_requests",             f(&self.upstream_requests),     "Upstream LLM calls by model and outcome"),
+            ("upstream_request_duration",     f(&self.upstream_duration),     "Upstream LLM call latency"),
+            ("upstream_time_to_first_token",  f(&self.upstream_first_token),  "Streamed upstream calls: time to the first content"),
+            ("tokens",                        f(&self.tokens),                "Tokens by model and direction (prompt, completion)"),
+            ("tool_calls",                    f(&self.tool_calls),            "MCP tool calls by server, tool and outcome"),
+            ("tool_call_duration",            f(&self.tool_duration),         "MCP tool call latency"),
+            ("tool_calls_in_flight",          f(&self.tool_calls_in_flight),  "MCP tool calls running now"),
+            ("active_streams",                f(&self.active_streams),        "Streamed chat responses open now"),
+            ("mcp_server_up",                 f(&self.mcp_server_up),         "1 when the MCP server is ready"),
+            ("mcp_server_restarts",           f(&self.mcp_server_restarts),   "Restarts of the MCP server since start-up"),
+            ("sessions_stored",               f(&self.sessions_stored),       "Stored sessions (where the store can count them cheaply)"),
+        ]
     }
 
     /// Every family in `format`.
@@ -323,6 +298,18 @@ impl Drop for GaugeGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_and_the_handles_line_up() {
+        for (name, family, _) in metrics().families() {
+            let latency = name.ends_with("_duration") || name.ends_with("_first_token");
+            assert_eq!(
+                family.metric_type() == MetricType::Histogram,
+                latency,
+                "{name} is registered with the handle of another family"
+            );
+        }
+    }
 
     #[test]
     fn renders_every_family_with_the_prefix() {

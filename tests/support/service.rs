@@ -74,6 +74,30 @@ impl Service {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// A POST of `path` (from `/`) on the HTTP port with `http`, for a test to finish.
+    pub fn post(&self, http: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        http.post(format!("{}{path}", self.http()))
+    }
+
+    /// POSTs `body` as JSON to `path` and returns the response (its body unread).
+    pub async fn post_json(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.post(http, path).json(body).send().await.unwrap()
+    }
+
+    /// POSTs `body` to `/v1/chat/completions` and returns the response (its body unread).
+    pub async fn post_chat(
+        &self,
+        http: &reqwest::Client,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.post_json(http, "/v1/chat/completions", body).await
+    }
+
     pub fn grpc(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc_port)
     }

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::{
     agent::ModelRoute,
-    llm::{CompletionRequest, FinishReason, GenParams, LlmClient, Message, Role, Usage},
+    llm::{CompletionRequest, FinishReason, LlmClient},
     mcp::asks::{Caller, ElicitAnswer, Elicitation, SamplingAnswer, SamplingRequest, SamplingRole},
+    model::{GenParams, Message, Role, Usage},
 };
 
 pub(super) struct TurnCaller {

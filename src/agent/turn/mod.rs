@@ -18,8 +18,9 @@ use super::{
 use crate::{
     config::ToolMode,
     error::CoreError,
-    llm::{CompletionRequest, FinishReason, Message, Role, ToolCall, ToolChoice, ToolDef},
+    llm::{CompletionRequest, FinishReason},
     mcp::ToolSpec,
+    model::{Message, Role, ToolCall, ToolChoice, ToolDef},
 };
 
 /// How long cancelled tool calls get to notify their servers before they are dropped.

@@ -11,8 +11,8 @@ use super::{CANCEL_DRAIN, Offer, Turn};
 use crate::{
     agent::AgentEvent,
     error::CoreError,
-    llm::ToolCall,
     mcp::{ToolOutcome, ToolSpec, asks::Caller},
+    model::ToolCall,
     telemetry::metrics,
 };
 

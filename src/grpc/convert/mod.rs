@@ -2,17 +2,14 @@
 //! it ("parse, don't validate"): what comes out is an `AgentRequest` the core can trust,
 //! and every rejection names its field.
 
-mod json;
 mod request;
 mod response;
 
-pub use json::{json_to_prost, struct_to_json};
 pub use request::{agent_request, message_from_pb, message_to_pb, session_id};
 pub use response::{
     event_to_pb, response_to_pb, server_to_pb, session_to_pb, tool_to_pb, usage_to_pb,
 };
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use prost_types::value::Kind;
@@ -20,8 +17,8 @@ mod tests {
     use super::*;
     use crate::{
         error::CoreError,
-        llm::{Message, Role, ToolCall, ToolChoice},
-        pb,
+        model::{Message, Role, ToolCall, ToolChoice},
+        pb::{self, json::json_to_prost},
     };
     use serde_json::json;
 

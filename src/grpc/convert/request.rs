@@ -3,12 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::struct_to_json;
 use crate::{
     agent::AgentRequest,
     error::CoreError,
-    llm::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
-    pb,
+    model::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
+    pb::{self, json::struct_to_json},
     sessions::SessionId,
 };
 

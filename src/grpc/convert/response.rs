@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use prost_types::value::Kind;
 
-use super::{json_to_prost, request::message_to_pb, request::tool_call_to_pb};
+use super::{request::message_to_pb, request::tool_call_to_pb};
 use crate::{
     agent::{AgentEvent, AgentResponse, ExecutedCall, Finish, TurnUsage},
     mcp::{ServerState, ToolSpec},
-    pb,
+    pb::{self, json::json_to_prost},
     sessions::Session,
 };
 

@@ -6,6 +6,8 @@ mod render;
 pub use render::finish_reason;
 pub mod request;
 mod str_or_seq;
+#[cfg(test)]
+mod wire_tests;
 
 use axum::{
     Json,

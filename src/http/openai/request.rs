@@ -7,9 +7,8 @@ use serde_json::Value;
 
 use super::str_or_seq::StrOrSeq;
 use crate::{
-    grpc::convert::json_to_prost,
     http::ApiError,
-    pb::{self, tool_choice::Choice},
+    pb::{self, json::json_to_prost, tool_choice::Choice},
 };
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{SessionError, SessionId, backend, millis};
+use crate::sessions::lock::Lease;
 
 /// Extends the lease if the token still holds it. KEYS: lock. ARGV: token, lease (ms).
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -39,22 +40,24 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A held Redis lock.
-pub(crate) struct Lease {
+pub(crate) struct RedisLease {
     key: String,
     token: String,
     conn: ConnectionManager,
     _renewal: Option<DropGuard>,
 }
 
-impl Lease {
-    pub(crate) fn key(&self) -> &str {
+impl Lease for RedisLease {
+    fn key(&self) -> &str {
         &self.key
     }
 
-    pub(crate) fn token(&self) -> &str {
+    fn token(&self) -> &str {
         &self.token
     }
+}
 
+impl RedisLease {
     /// Takes the lock `key` for session `id`, waiting up to `timeout`.
     pub(crate) async fn acquire(
         mut conn: ConnectionManager,
@@ -136,7 +139,7 @@ fn spawn_renewal(
     stop.drop_guard()
 }
 
-impl Drop for Lease {
+impl Drop for RedisLease {
     fn drop(&mut self) {
         // `_renewal` drops with the struct and stops the renewal task.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -15,12 +15,12 @@ use std::{collections::HashMap, fmt, sync::LazyLock, time::Duration};
 
 use ::redis::{Client, Script, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
-pub(crate) use lease::Lease;
+use lease::RedisLease;
 
 use super::{
-    Session, SessionError, SessionId, SessionLock, SessionStore, millis, now_millis, record,
+    Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis, now_millis, record,
 };
-use crate::{config::redacted_url, llm::Message};
+use crate::config::redacted_url;
 
 /// How long a lock lives without renewal; the holder renews it every third of this.
 const LEASE: Duration = Duration::from_secs(15);
@@ -170,7 +170,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn lock(&self, id: &SessionId, timeout: Duration) -> Result<SessionLock, SessionError> {
-        let lease = Lease::acquire(
+        let lease = RedisLease::acquire(
             self.conn.clone(),
             id,
             key(id, "lock"),
@@ -181,16 +181,16 @@ impl SessionStore for RedisStore {
         .await?;
         Ok(SessionLock::new(
             id.clone(),
-            super::lock::Held::Redis(lease),
+            super::lock::Held::Remote(Box::new(lease)),
         ))
     }
 
-    async fn append_turn(
-        &self,
-        lock: &SessionLock,
-        model: &str,
-        messages: &[Message],
-    ) -> Result<usize, SessionError> {
+    fn check_lock(&self, lock: &SessionLock) -> Result<(), SessionError> {
+        lock.lease().map(drop)
+    }
+
+    async fn write_turn(&self, lock: &SessionLock, turn: Turn<'_>) -> Result<usize, SessionError> {
+        let Turn { model, messages } = turn;
         let lease = lock.lease()?;
         let id = lock.id();
         let bodies = record::encode_all(messages)?;

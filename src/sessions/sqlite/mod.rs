@@ -15,10 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio_util::sync::DropGuard;
 
 use super::{
-    Session, SessionError, SessionId, SessionLock, SessionStore, lock::LocalLocks, millis,
+    LocalLocks, Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis,
     now_millis, record, spawn_sweeper, sweep_interval,
 };
-use crate::{config::redacted_url, llm::Message};
+use crate::config::redacted_url;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -195,17 +195,12 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn lock(&self, id: &SessionId, timeout: Duration) -> Result<SessionLock, SessionError> {
-        self.locks.lock(id, timeout).await
+    fn local_locks(&self) -> Option<&LocalLocks> {
+        Some(&self.locks)
     }
 
-    async fn append_turn(
-        &self,
-        lock: &SessionLock,
-        model: &str,
-        messages: &[Message],
-    ) -> Result<usize, SessionError> {
-        lock.check_local(self.locks.tag())?;
+    async fn write_turn(&self, lock: &SessionLock, turn: Turn<'_>) -> Result<usize, SessionError> {
+        let Turn { model, messages } = turn;
         let bodies = record::encode_all(messages)?;
         let (id, model) = (lock.id().clone(), model.to_string());
         self.call(move |conn, inner| {

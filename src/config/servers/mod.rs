@@ -78,42 +78,73 @@ pub enum McpTransportConfig {
 
 impl std::fmt::Debug for McpTransportConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.shown();
+        match shown.command {
+            Some((command, args)) => f
+                .debug_struct("Stdio")
+                .field("command", &command)
+                .field("args", &args)
+                .field("env", &shown.names_with("=<redacted>"))
+                .field("cwd", &shown.cwd)
+                .finish(),
+            None => f
+                .debug_struct(self.kind())
+                .field("url", &shown.url.as_deref().unwrap_or_default())
+                .field("headers", &shown.names_with(": <redacted>"))
+                .finish(),
+        }
+    }
+}
+
+/// What of a transport may be shown (`Debug`, `check-config`): the names of env variables and
+/// headers without their values, the URL without its password. The one redaction path.
+struct Shown<'a> {
+    /// Stdio: the command and its arguments.
+    command: Option<(&'a str, &'a [String])>,
+    cwd: Option<&'a Path>,
+    /// The HTTP transports: the URL, password removed.
+    url: Option<String>,
+    /// The env variable names (stdio) or header names (HTTP); never their values.
+    secret_names: Vec<&'a str>,
+}
+
+impl Shown<'_> {
+    fn names_with(&self, suffix: &str) -> Vec<String> {
+        self.secret_names
+            .iter()
+            .map(|name| format!("{name}{suffix}"))
+            .collect()
+    }
+}
+
+impl McpTransportConfig {
+    fn shown(&self) -> Shown<'_> {
+        fn names(map: &BTreeMap<String, String>) -> Vec<&str> {
+            map.keys().map(String::as_str).collect()
+        }
         match self {
             Self::Stdio {
                 command,
                 args,
                 env,
                 cwd,
-            } => f
-                .debug_struct("Stdio")
-                .field("command", command)
-                .field("args", args)
-                .field(
-                    "env",
-                    &env.keys()
-                        .map(|k| format!("{k}=<redacted>"))
-                        .collect::<Vec<_>>(),
-                )
-                .field("cwd", cwd)
-                .finish(),
+            } => Shown {
+                command: Some((command, args)),
+                cwd: cwd.as_deref(),
+                url: None,
+                secret_names: names(env),
+            },
             Self::StreamableHttp { url, headers }
             | Self::Sse { url, headers }
-            | Self::Http { url, headers } => f
-                .debug_struct(self.kind())
-                .field("url", &redacted_url(url))
-                .field(
-                    "headers",
-                    &headers
-                        .keys()
-                        .map(|k| format!("{k}: <redacted>"))
-                        .collect::<Vec<_>>(),
-                )
-                .finish(),
+            | Self::Http { url, headers } => Shown {
+                command: None,
+                cwd: None,
+                url: Some(redacted_url(url)),
+                secret_names: names(headers),
+            },
         }
     }
-}
 
-impl McpTransportConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Stdio { .. } => "stdio",
@@ -209,35 +240,25 @@ impl ServersConfig {
                 s.name,
                 s.transport.kind()
             ));
-            match &s.transport {
-                McpTransportConfig::Stdio {
-                    command,
-                    args,
-                    env,
-                    cwd,
-                } => {
+            let shown = s.transport.shown();
+            let what = match shown.command {
+                Some((command, args)) => {
                     out.push_str(&format!(", command = {command:?}, args = {args:?}"));
-                    if !env.is_empty() {
-                        out.push_str(&format!(
-                            ", env = {:?} (values redacted)",
-                            env.keys().collect::<Vec<_>>()
-                        ));
-                    }
-                    if let Some(cwd) = cwd {
-                        out.push_str(&format!(", cwd = {:?}", cwd.display().to_string()));
-                    }
+                    "env"
                 }
-                McpTransportConfig::StreamableHttp { url, headers }
-                | McpTransportConfig::Sse { url, headers }
-                | McpTransportConfig::Http { url, headers } => {
-                    out.push_str(&format!(", url = {:?}", redacted_url(url)));
-                    if !headers.is_empty() {
-                        out.push_str(&format!(
-                            ", headers = {:?} (values redacted)",
-                            headers.keys().collect::<Vec<_>>()
-                        ));
-                    }
+                None => {
+                    out.push_str(&format!(", url = {:?}", shown.url.unwrap_or_default()));
+                    "headers"
                 }
+            };
+            if !shown.secret_names.is_empty() {
+                out.push_str(&format!(
+                    ", {what} = {:?} (values redacted)",
+                    shown.secret_names
+                ));
+            }
+            if let Some(cwd) = shown.cwd {
+                out.push_str(&format!(", cwd = {:?}", cwd.display().to_string()));
             }
             if s.disabled {
                 out.push_str(", disabled");
@@ -387,100 +408,4 @@ fn expand_vars(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(name: &str) -> Option<String> {
-        match name {
-            "TOKEN" => Some("s3cret".into()),
-            "DIR" => Some("/tmp/x".into()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn parses_stdio_and_remote_servers_with_expansion() {
-        let text = r#"{"mcpServers": {
-            "sqlite": {"command": "uvx", "args": ["mcp-server-sqlite", "--db-path", "${DIR}/t.db"], "env": {"K": "${TOKEN}"}},
-            "remote": {"type": "sse", "url": "http://h/sse", "headers": {"Authorization": "Bearer ${TOKEN}"}},
-            "auto": {"url": "http://h/mcp"},
-            "sh": {"type": "streamable_http", "url": "http://h/mcp", "timeout": 5, "disabled": true}
-        }}"#;
-        let c = ServersConfig::parse(text, &env).unwrap();
-        let names: Vec<_> = c.servers.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["auto", "remote", "sh", "sqlite"]);
-        assert!(matches!(
-            &c.servers[0].transport,
-            McpTransportConfig::Http { .. }
-        ));
-        match &c.servers[1].transport {
-            McpTransportConfig::Sse { headers, .. } => {
-                assert_eq!(headers["Authorization"], "Bearer s3cret")
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(c.servers[2].timeout, Some(Duration::from_secs(5)));
-        assert!(c.servers[2].disabled);
-        match &c.servers[3].transport {
-            McpTransportConfig::Stdio { args, env, .. } => {
-                assert_eq!(args[2], "/tmp/x/t.db");
-                assert_eq!(env["K"], "s3cret");
-            }
-            other => panic!("{other:?}"),
-        }
-        let listing = c.to_redacted_toml();
-        assert!(!listing.contains("s3cret"), "{listing}");
-    }
-
-    #[test]
-    fn errors_name_the_server_and_what_is_expected() {
-        let cases = [
-            (
-                r#"{"mcpServers": {"a": {"url": "http://x", "command": "y"}}}"#,
-                "mcpServers.a: has both",
-            ),
-            (
-                r#"{"mcpServers": {"a": {}}}"#,
-                "mcpServers.a: needs a \"command\"",
-            ),
-            (
-                r#"{"mcpServers": {"a": {"type": "ws", "url": "http://x"}}}"#,
-                "unknown \"type\" \"ws\"",
-            ),
-            (
-                r#"{"mcpServers": {"a": {"command": "x", "args": ["${NOPE}"]}}}"#,
-                "${NOPE}, which is not set",
-            ),
-            (
-                r#"{"mcpServers": {"a": {"url": "ftp://x"}}}"#,
-                "expected http or https",
-            ),
-            (
-                r#"{"mcpServers": {"a": {"command": "x", "bogus": 1}}}"#,
-                "unknown field `bogus`",
-            ),
-            (
-                r#"{"mcpServers": {"a": {"command": "x", "timeout": -1}}}"#,
-                "positive number of seconds",
-            ),
-            (
-                "{\"mcpServers\": {\n  \"a\": {\"command\": }}}",
-                "line 2, column",
-            ),
-            (r#"{"servers": {}}"#, "unknown field `servers`"),
-        ];
-        for (text, expected) in cases {
-            let err = ServersConfig::parse(text, &env).unwrap_err();
-            assert!(err.contains(expected), "{text}: {err}");
-        }
-    }
-
-    #[test]
-    fn expansion_handles_escapes_and_plain_dollars() {
-        assert_eq!(
-            expand_vars("a$b $${X} ${TOKEN}", &env).unwrap(),
-            "a$b ${X} s3cret"
-        );
-        assert_eq!(expand_vars("${MISSING}", &env).unwrap_err(), "MISSING");
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
-//! `google.protobuf.Struct` ↔ JSON (tool schemas, response formats).
+//! `google.protobuf.Struct` / `Value` ↔ JSON (tool schemas, response formats), for both
+//! edges: `grpc/convert/` reads them, `http/openai/` builds them.
 
 use prost_types::{ListValue, Struct, value::Kind};
 use serde_json::{Number, Value};

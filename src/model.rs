@@ -1,0 +1,117 @@
+//! The conversation types the core, the session store and the upstream client share:
+//! [`Message`] and its [`Role`], [`ToolCall`], the offered [`ToolDef`]s and [`ToolChoice`],
+//! [`GenParams`] and [`Usage`].
+//!
+//! A neutral module: it imports nothing of the crate, so `sessions/` can store messages and
+//! `llm/` can send them without either depending on the other. No wire shapes here — the
+//! edges (`grpc/convert/`, `http/openai/`) and the upstream DTOs (`llm/request.rs`,
+//! `llm/wire.rs`) convert to and from these.
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    pub name: Option<String>,
+    /// For `Role::Tool`: the call this answers.
+    pub tool_call_id: Option<String>,
+    /// For `Role::Assistant`: the calls the model made.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            name: None,
+            tool_call_id: None,
+            tool_calls: Vec::new(),
+        }
+    }
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(Role::Tool, content)
+        }
+    }
+}
+
+/// A function call made by the model, complete (arguments are the JSON text it sent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A function offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments (an object schema).
+    pub parameters: serde_json::Value,
+    pub strict: Option<bool>,
+}
+
+/// How the model may use the offered tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Function(String),
+}
+
+/// Generation parameters passed through to the upstream (unset = upstream default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenParams {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// OpenAI `response_format` object, passed as is.
+    pub response_format: Option<serde_json::Value>,
+    pub parallel_tool_calls: Option<bool>,
+    pub user: Option<String>,
+}
+
+/// Token counts as the upstream reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
