@@ -9,7 +9,7 @@ use std::{any::Any, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 
-use super::{SessionError, SessionId, SessionStore, now_millis};
+use super::{PendingRecord, SessionError, SessionId, SessionStore, now_millis};
 use crate::model::{Message, Role, ToolCall};
 
 type Make = dyn Fn(Duration) -> BoxFuture<'static, Arc<dyn SessionStore>> + Send + Sync;
@@ -52,6 +52,7 @@ macro_rules! suite {
             delete_removes_a_session,
             concurrent_turns_are_serialised,
             second_locker_times_out_busy,
+            pending_records_are_answered_once_and_expire,
         );
     };
     (@tests $($name:ident),* $(,)?) => {
@@ -270,4 +271,78 @@ pub(crate) async fn second_locker_times_out_busy(fixture: &Fixture) {
     drop(first);
     let second = store.lock(&id, LOCK).await.unwrap();
     store.append_turn(&second, "m", &turn(1)).await.unwrap();
+}
+
+/// A pending record: stored, read back, answered once (a second answer and an answer after
+/// expiry are refused), listed by session, removed; it expires by itself. A second store
+/// instance on a shared backend sees and answers the same records.
+pub(crate) async fn pending_records_are_answered_once_and_expire(fixture: &Fixture) {
+    let store = fixture.default_store().await;
+    let other = if fixture.shared {
+        fixture.default_store().await
+    } else {
+        store.clone()
+    };
+    let session = SessionId::generate().to_string();
+    let record = |id: &str, ms: i64| PendingRecord {
+        id: id.to_string(),
+        session: Some(session.clone()),
+        kind: "elicitation".into(),
+        body: r#"{"message":"Your name?","quote":"\"x\""}"#.into(),
+        answer: None,
+        expires_at_ms: now_millis() + ms,
+    };
+    let id = format!("p_{}", SessionId::generate());
+    let later = format!("p_{}", SessionId::generate());
+    store.put_pending(&record(&id, 60_000)).await.unwrap();
+    store.put_pending(&record(&later, 120_000)).await.unwrap();
+    let read = other.pending(&id).await.unwrap().expect("stored");
+    assert_eq!(
+        (read.kind.as_str(), read.answer.as_deref()),
+        ("elicitation", None)
+    );
+    assert!(read.expires_at_ms > now_millis() + 50_000, "{read:?}");
+    assert_eq!(read.body, record(&id, 0).body, "the body round-trips");
+    assert_eq!(read.session.as_deref(), Some(session.as_str()));
+
+    let listed: Vec<String> = store
+        .session_pending(&session)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, [id.clone(), later.clone()], "oldest expiry first");
+
+    assert!(
+        other
+            .answer_pending(&id, r#"{"action":"decline"}"#)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .answer_pending(&id, r#"{"action":"accept"}"#)
+            .await
+            .unwrap(),
+        "answered once"
+    );
+    assert_eq!(
+        store.pending(&id).await.unwrap().unwrap().answer.as_deref(),
+        Some(r#"{"action":"decline"}"#)
+    );
+    store.remove_pending(&id).await.unwrap();
+    assert_eq!(other.pending(&id).await.unwrap(), None);
+    assert!(!store.answer_pending(&id, "{}").await.unwrap(), "gone");
+    assert_eq!(store.session_pending(&session).await.unwrap().len(), 1);
+
+    let short = format!("p_{}", SessionId::generate());
+    store.put_pending(&record(&short, 300)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.pending(&short).await.unwrap(), None, "expired");
+    assert!(
+        !other.answer_pending(&short, "{}").await.unwrap(),
+        "expired: no answer"
+    );
+    assert!(!store.answer_pending("p_unknown", "{}").await.unwrap());
 }

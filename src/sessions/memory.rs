@@ -12,8 +12,8 @@ use std::{
 use tokio_util::sync::DropGuard;
 
 use super::{
-    LocalLocks, Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis,
-    now_millis, spawn_sweeper, sweep_interval,
+    LocalLocks, PendingRecord, Session, SessionError, SessionId, SessionLock, SessionStore, Turn,
+    millis, now_millis, spawn_sweeper, sweep_interval,
 };
 
 /// Sessions kept in memory; everything is lost when the process ends.
@@ -28,6 +28,7 @@ pub struct MemoryStore {
 struct Inner {
     ttl: Duration,
     sessions: Mutex<HashMap<SessionId, Entry>>,
+    pending: Mutex<HashMap<String, PendingRecord>>,
 }
 
 #[derive(Debug)]
@@ -47,6 +48,11 @@ impl Inner {
     fn sweep(&self) {
         let now = now_millis();
         self.map().retain(|_, e| e.expires_at_ms > now);
+        self.pending().retain(|_, p| p.expires_at_ms > now);
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, PendingRecord>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -56,6 +62,7 @@ impl MemoryStore {
         let inner = Arc::new(Inner {
             ttl,
             sessions: Mutex::default(),
+            pending: Mutex::default(),
         });
         let swept = Arc::clone(&inner);
         let sweeper = spawn_sweeper(sweep_interval(ttl), move || {
@@ -111,6 +118,53 @@ impl SessionStore for MemoryStore {
             .map()
             .remove(id)
             .is_some_and(|e| e.expires_at_ms > now))
+    }
+
+    async fn put_pending(&self, record: &PendingRecord) -> Result<(), SessionError> {
+        self.inner
+            .pending()
+            .insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn pending(&self, id: &str) -> Result<Option<PendingRecord>, SessionError> {
+        let now = now_millis();
+        Ok(self
+            .inner
+            .pending()
+            .get(id)
+            .filter(|p| p.expires_at_ms > now)
+            .cloned())
+    }
+
+    async fn answer_pending(&self, id: &str, answer: &str) -> Result<bool, SessionError> {
+        let now = now_millis();
+        let mut pending = self.inner.pending();
+        match pending.get_mut(id) {
+            Some(p) if p.expires_at_ms > now && p.answer.is_none() => {
+                p.answer = Some(answer.to_string());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn remove_pending(&self, id: &str) -> Result<(), SessionError> {
+        self.inner.pending().remove(id);
+        Ok(())
+    }
+
+    async fn session_pending(&self, session: &str) -> Result<Vec<PendingRecord>, SessionError> {
+        let now = now_millis();
+        let mut found: Vec<PendingRecord> = self
+            .inner
+            .pending()
+            .values()
+            .filter(|p| p.expires_at_ms > now && p.session.as_deref() == Some(session))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.expires_at_ms.cmp(&b.expires_at_ms).then(a.id.cmp(&b.id)));
+        Ok(found)
     }
 
     async fn count(&self) -> Result<Option<u64>, SessionError> {

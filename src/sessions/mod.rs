@@ -10,6 +10,9 @@
 //!   for Redis); the returned [`SessionLock`] releases on drop and is the proof `append_turn`
 //!   needs, so a holder whose lock was lost cannot write ([`SessionError::LockLost`]).
 //! - Idle sessions expire after the configured ttl; `load` never returns an expired session.
+//! - A [`PendingRecord`] (a request that waits on the caller, such as an elicitation) lives
+//!   beside the sessions until it expires or is removed; its answer can be set once
+//!   ([`SessionStore::answer_pending`]), from any replica of a shared store.
 //!
 //! Nothing here knows about the agent, tonic, axum or prost.
 
@@ -98,6 +101,22 @@ pub struct Turn<'a> {
     pub messages: &'a [Message],
 }
 
+/// A request that waits on the caller, stored so any replica can take the answer. The
+/// body and the answer are the agent's JSON; the store does not read them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRecord {
+    pub id: String,
+    /// The session it belongs to, if any.
+    pub session: Option<String>,
+    /// What it is (`elicitation`, …), for listing and checks.
+    pub kind: String,
+    pub body: String,
+    /// Set once, by the caller's answer.
+    pub answer: Option<String>,
+    /// Unix milliseconds; gone afterwards.
+    pub expires_at_ms: i64,
+}
+
 /// Where conversations live; one per process, shared as `Arc<dyn SessionStore>`.
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
@@ -148,6 +167,22 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 
     /// Deletes the session; `true` if it existed (and had not expired).
     async fn delete(&self, id: &SessionId) -> Result<bool, SessionError>;
+
+    /// Stores a new pending record (replacing one with the same id).
+    async fn put_pending(&self, record: &PendingRecord) -> Result<(), SessionError>;
+
+    /// The pending record, or `None` once it has expired or been removed.
+    async fn pending(&self, id: &str) -> Result<Option<PendingRecord>, SessionError>;
+
+    /// Sets the answer of a live record that has none; `false` when it already had one or
+    /// is gone. Atomic across replicas.
+    async fn answer_pending(&self, id: &str, answer: &str) -> Result<bool, SessionError>;
+
+    /// Removes the record (nothing when it is gone).
+    async fn remove_pending(&self, id: &str) -> Result<(), SessionError>;
+
+    /// The live pending records of a session, oldest first.
+    async fn session_pending(&self, session: &str) -> Result<Vec<PendingRecord>, SessionError>;
 
     /// How many live sessions there are, where that is cheap to know (for metrics).
     async fn count(&self) -> Result<Option<u64>, SessionError> {

@@ -6,6 +6,9 @@
 //! `mcp-chat:session:{ID}:msgs` (list of JSON messages) and `mcp-chat:session:{ID}:lock`.
 //! A turn is one Lua script that first checks the caller still holds the lock (fencing),
 //! then writes and refreshes both keys' TTL; Redis expires idle sessions by itself.
+//! Pending records: `mcp-chat:pending:{ID}` (hash: session, kind, body, expires_at_ms and,
+//! once answered, answer; expiring by itself) and, for listing, the session's set
+//! `mcp-chat:session:{SID}:pending` of their ids.
 
 mod lease;
 #[cfg(test)]
@@ -18,7 +21,8 @@ use ::redis::{Client, Script, aio::ConnectionManager, aio::ConnectionManagerConf
 use lease::RedisLease;
 
 use super::{
-    Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis, now_millis, record,
+    PendingRecord, Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis,
+    now_millis, record,
 };
 use crate::config::redacted_url;
 
@@ -52,6 +56,44 @@ return n
 ",
     )
 });
+
+/// Sets a live pending record's answer once. KEYS: the record. ARGV: the answer.
+/// Returns 1 when set, 0 when the record is gone or already answered.
+static ANSWER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], 'answer', ARGV[1])
+",
+    )
+});
+
+fn pending_key(id: &str) -> String {
+    format!("mcp-chat:pending:{{{id}}}")
+}
+
+fn session_pending_key(session: &str) -> String {
+    format!("mcp-chat:session:{{{session}}}:pending")
+}
+
+/// A record from its hash (`None` when the hash is empty: gone).
+fn pending_of(id: &str, mut fields: HashMap<String, String>) -> Option<PendingRecord> {
+    if fields.is_empty() {
+        return None;
+    }
+    Some(PendingRecord {
+        id: id.to_string(),
+        session: fields.remove("session").filter(|s| !s.is_empty()),
+        kind: fields.remove("kind").unwrap_or_default(),
+        body: fields.remove("body").unwrap_or_default(),
+        answer: fields.remove("answer"),
+        expires_at_ms: fields
+            .get("expires_at_ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
+    .filter(|p| p.expires_at_ms > now_millis())
+}
 
 /// Sessions in Redis, shared by every replica pointing at the same database.
 #[derive(Clone)]
@@ -209,6 +251,100 @@ impl SessionStore for RedisStore {
             return Err(SessionError::LockLost { id: id.clone() });
         }
         Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
+    async fn put_pending(&self, record: &PendingRecord) -> Result<(), SessionError> {
+        let mut conn = self.conn.clone();
+        let key = pending_key(&record.id);
+        let session = record.session.clone().unwrap_or_default();
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .del(&key)
+            .hset_multiple(
+                &key,
+                &[
+                    ("session", session.as_str()),
+                    ("kind", record.kind.as_str()),
+                    ("body", record.body.as_str()),
+                    ("expires_at_ms", record.expires_at_ms.to_string().as_str()),
+                ],
+            )
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&key)
+            .arg(record.expires_at_ms)
+            .ignore();
+        if let Some(answer) = &record.answer {
+            pipe.hset(&key, "answer", answer).ignore();
+        }
+        if let Some(session) = &record.session {
+            let index = session_pending_key(session);
+            pipe.sadd(&index, &record.id)
+                .ignore()
+                .cmd("PEXPIREAT")
+                .arg(&index)
+                .arg(record.expires_at_ms)
+                .arg("GT")
+                .ignore()
+                .cmd("PEXPIREAT")
+                .arg(&index)
+                .arg(record.expires_at_ms)
+                .arg("NX")
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(backend)
+    }
+
+    async fn pending(&self, id: &str) -> Result<Option<PendingRecord>, SessionError> {
+        let mut conn = self.conn.clone();
+        let fields: HashMap<String, String> = ::redis::cmd("HGETALL")
+            .arg(pending_key(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(pending_of(id, fields))
+    }
+
+    async fn answer_pending(&self, id: &str, answer: &str) -> Result<bool, SessionError> {
+        let mut conn = self.conn.clone();
+        let mut call = ANSWER.prepare_invoke();
+        call.key(pending_key(id)).arg(answer);
+        let set: i64 = call.invoke_async(&mut conn).await.map_err(backend)?;
+        Ok(set == 1)
+    }
+
+    async fn remove_pending(&self, id: &str) -> Result<(), SessionError> {
+        let mut conn = self.conn.clone();
+        let key = pending_key(id);
+        let session: Option<String> = ::redis::cmd("HGET")
+            .arg(&key)
+            .arg("session")
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        let mut pipe = ::redis::pipe();
+        pipe.atomic().del(&key).ignore();
+        if let Some(session) = session.filter(|s| !s.is_empty()) {
+            pipe.srem(session_pending_key(&session), id).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(backend)
+    }
+
+    async fn session_pending(&self, session: &str) -> Result<Vec<PendingRecord>, SessionError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(session_pending_key(session))
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.pending(&id).await? {
+                found.push(record);
+            }
+        }
+        found.sort_by(|a, b| a.expires_at_ms.cmp(&b.expires_at_ms).then(a.id.cmp(&b.id)));
+        Ok(found)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {

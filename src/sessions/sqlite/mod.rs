@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio_util::sync::DropGuard;
 
 use super::{
-    LocalLocks, Session, SessionError, SessionId, SessionLock, SessionStore, Turn, millis,
-    now_millis, record, spawn_sweeper, sweep_interval,
+    LocalLocks, PendingRecord, Session, SessionError, SessionId, SessionLock, SessionStore, Turn,
+    millis, now_millis, record, spawn_sweeper, sweep_interval,
 };
 use crate::config::redacted_url;
 
@@ -35,6 +35,15 @@ CREATE TABLE IF NOT EXISTS messages (
     body       TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    id            TEXT PRIMARY KEY,
+    session       TEXT,
+    kind          TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    answer        TEXT,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_session ON pending (session, expires_at_ms);
 PRAGMA user_version = 1;
 ";
 
@@ -65,13 +74,24 @@ impl Inner {
     }
 
     fn sweep(&self) -> Result<usize, SessionError> {
-        self.conn()
-            .execute(
-                "DELETE FROM sessions WHERE expires_at_ms <= ?1",
-                [now_millis()],
-            )
+        let conn = self.conn();
+        let now = now_millis();
+        conn.execute("DELETE FROM pending WHERE expires_at_ms <= ?1", [now])
+            .map_err(backend)?;
+        conn.execute("DELETE FROM sessions WHERE expires_at_ms <= ?1", [now])
             .map_err(backend)
     }
+}
+
+fn pending_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingRecord> {
+    Ok(PendingRecord {
+        id: row.get(0)?,
+        session: row.get(1)?,
+        kind: row.get(2)?,
+        body: row.get(3)?,
+        answer: row.get(4)?,
+        expires_at_ms: row.get(5)?,
+    })
 }
 
 /// The file path of a `sqlite://PATH` URL (`sqlite:///abs` is absolute).
@@ -266,6 +286,76 @@ impl SessionStore for SqliteStore {
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(live.unwrap_or(false))
+        })
+        .await
+    }
+
+    async fn put_pending(&self, record: &PendingRecord) -> Result<(), SessionError> {
+        let r = record.clone();
+        self.call(move |conn, _| {
+            conn.execute(
+                "INSERT OR REPLACE INTO pending (id, session, kind, body, answer, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.id, r.session, r.kind, r.body, r.answer, r.expires_at_ms],
+            )
+            .map(drop)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn pending(&self, id: &str) -> Result<Option<PendingRecord>, SessionError> {
+        let id = id.to_string();
+        self.call(move |conn, _| {
+            conn.query_row(
+                "SELECT id, session, kind, body, answer, expires_at_ms FROM pending
+                 WHERE id = ?1 AND expires_at_ms > ?2",
+                params![id, now_millis()],
+                pending_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn answer_pending(&self, id: &str, answer: &str) -> Result<bool, SessionError> {
+        let (id, answer) = (id.to_string(), answer.to_string());
+        self.call(move |conn, _| {
+            conn.execute(
+                "UPDATE pending SET answer = ?2
+                 WHERE id = ?1 AND answer IS NULL AND expires_at_ms > ?3",
+                params![id, answer, now_millis()],
+            )
+            .map(|changed| changed == 1)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn remove_pending(&self, id: &str) -> Result<(), SessionError> {
+        let id = id.to_string();
+        self.call(move |conn, _| {
+            conn.execute("DELETE FROM pending WHERE id = ?1", [id])
+                .map(drop)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn session_pending(&self, session: &str) -> Result<Vec<PendingRecord>, SessionError> {
+        let session = session.to_string();
+        self.call(move |conn, _| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, session, kind, body, answer, expires_at_ms FROM pending
+                     WHERE session = ?1 AND expires_at_ms > ?2 ORDER BY expires_at_ms, id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![session, now_millis()], pending_row)
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         })
         .await
     }
