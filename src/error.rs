@@ -34,4 +34,12 @@ pub enum CoreError {
     /// The service is shutting down or not started.
     #[error("{0}")]
     Unavailable(String),
+    /// No request waiting on the caller has this id (or it has expired).
+    #[error(
+        "there is no pending request {0:?} (it may have expired or been answered and finished)"
+    )]
+    PendingNotFound(String),
+    /// The request waiting on the caller has its answer already.
+    #[error("the pending request {0:?} has been answered already")]
+    AlreadyAnswered(String),
 }

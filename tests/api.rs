@@ -131,6 +131,7 @@ async fn grpc_stream_delivers_events_in_order_across_two_tool_iterations() {
             Event::Usage(_) => "usage",
             Event::Response(_) => "response",
             Event::ClientToolCall(_) => "client",
+            Event::ElicitationRequired(_) => "elicitation",
         });
         last = Some(event);
     }

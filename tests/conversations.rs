@@ -403,3 +403,253 @@ async fn two_processes_share_sessions_through_redis() {
         "{last_users:?}"
     );
 }
+
+/// server-everything over stdio as `ev`, in a fresh directory.
+fn dir_with_everything() -> Option<tempfile::TempDir> {
+    let js = external(
+        service::deps_dir()
+            .join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+    )?;
+    Some(service::dir_with_servers(
+        json!({"ev": {"command": "node", "args": [js, "stdio"]}}),
+    ))
+}
+
+/// Waits until the service offers `tool` (server-everything announces its
+/// capability-dependent tools after the handshake).
+async fn wait_offered(svc: &Service, tool: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tools = grpc(svc)
+            .await
+            .list_tools(pb::ListToolsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if tools.tools.iter().any(|t| t.name == tool) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{tool} never offered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn elicit_call(id: &str) -> Reply {
+    Reply::answer(Answer::text(&[]).tool_call(id, "trigger-elicitation-request", &["{}"]))
+}
+
+/// An MCP server's request for input during a streamed turn reaches the caller as an
+/// `ElicitationRequired` event (gRPC) or an `elicitation` event (`/chat/stream`) and is
+/// answered on the other replica through the shared Redis store: the answer is checked
+/// against the requested schema (a 400 naming the field), given once (409), unknown ids are
+/// 404; accept and decline reach the server; an unanswered request expires as declined.
+#[tokio::test]
+async fn elicitations_are_answered_on_another_replica_through_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let (Some(dir_a), Some(dir_b)) = (dir_with_everything(), dir_with_everything()) else {
+        return;
+    };
+    let fake = FakeUpstream::with([
+        elicit_call("e1"),
+        Reply::text(&["Thanks, Ada."]),
+        elicit_call("e2"),
+        Reply::text(&["Understood."]),
+        elicit_call("e3"),
+        Reply::text(&["Nobody answered."]),
+        elicit_call("e4"),
+        Reply::text(&["Nobody could answer."]),
+    ])
+    .await;
+    let store = format!("redis://127.0.0.1:{}/0", redis.1);
+    let mut env = env(&fake, &store);
+    env.push(("MCP_CHAT_APPROVAL_TIMEOUT", "4s"));
+    let a = Service::start_in(dir_a, &env, &[]).await;
+    let b = Service::start_in(dir_b, &env, &[]).await;
+    wait_offered(&a, "trigger-elicitation-request").await;
+    wait_offered(&b, "trigger-elicitation-request").await;
+    let http = Client::new();
+    let answer = |id: &str, body: Value| {
+        http.post(format!("{}/chat/elicitations/{id}", b.http()))
+            .json(&body)
+            .send()
+    };
+
+    // 1. gRPC stream on A, answered over HTTP on B.
+    let mut request = turn("Ask me for my details", None);
+    request.answers_elicitations = true;
+    let mut stream = grpc(&a)
+        .await
+        .stream_chat(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let asked = loop {
+        match stream.message().await.unwrap().unwrap().event.unwrap() {
+            pb::chat_event::Event::ElicitationRequired(e) => break e,
+            pb::chat_event::Event::Response(r) => panic!("ended without asking: {r:?}"),
+            _ => {}
+        }
+    };
+    assert_eq!(asked.server, "ev");
+    assert!(asked.message.contains("Please provide inputs"), "{asked:?}");
+    let schema = mcp_chat::pb::json::struct_to_json(asked.requested_schema.clone().unwrap());
+    assert_eq!(schema["required"], json!(["name"]), "{schema}");
+    assert!(asked.expires_at > 0);
+
+    let missing = answer(
+        &asked.id,
+        json!({"action": "accept", "content": {"check": true}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), 400);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "content", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"name\" is required"),
+        "{body}"
+    );
+    let wrong_type = answer(
+        &asked.id,
+        json!({"action": "accept", "content": {"name": "Ada", "integer": 500}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong_type.status(), 400, "integer maximum is 100");
+    assert_eq!(
+        answer("elicit_unknown", json!({"action": "decline"}))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let ok = answer(
+        &asked.id,
+        json!({"action": "accept", "content": {"name": "Ada", "check": true}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(
+        answer(&asked.id, json!({"action": "decline"}))
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+
+    let mut result = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::chat_event::Event::ToolCallFinished(f)) = event.event {
+            result = Some(f.result);
+        }
+    }
+    let result = result.unwrap();
+    assert!(
+        result.contains("Name: Ada") && result.contains("Agreed to terms: true"),
+        "{result}"
+    );
+
+    // 2. `/chat/stream` on B, declined over gRPC on A.
+    let response = http
+        .post(format!("{}/chat/stream", b.http()))
+        .json(&json!({"message": "Ask again", "answers_elicitations": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let id = loop {
+        let chunk = futures::StreamExt::next(&mut body).await.unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(at) = text.find("event: elicitation\ndata: ") {
+            let rest = &text[at + "event: elicitation\ndata: ".len()..];
+            if let Some(end) = rest.find('\n') {
+                let event: Value = serde_json::from_str(&rest[..end]).unwrap();
+                break event["id"].as_str().unwrap().to_string();
+            }
+        }
+    };
+    grpc(&a)
+        .await
+        .answer_elicitation(pb::AnswerElicitationRequest {
+            id: id.clone(),
+            action: pb::ElicitationAction::Decline.into(),
+            content: None,
+        })
+        .await
+        .unwrap();
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(text.contains("event: done"), "{text}");
+    let status = grpc(&a)
+        .await
+        .answer_elicitation(pb::AnswerElicitationRequest {
+            id,
+            action: pb::ElicitationAction::Accept.into(),
+            content: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "finished: {status:?}");
+
+    // 3. Nobody answers: after agent.approval_timeout it counts as declined.
+    let mut request = turn("Ask once more", None);
+    request.answers_elicitations = true;
+    let mut stream = grpc(&a)
+        .await
+        .stream_chat(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut asked_at = None;
+    let mut finished = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event {
+            Some(pb::chat_event::Event::ElicitationRequired(_)) => asked_at = Some(Instant::now()),
+            Some(pb::chat_event::Event::ToolCallFinished(f)) => {
+                finished = Some((Instant::now(), f.result))
+            }
+            _ => {}
+        }
+    }
+    let (at, expired) = finished.unwrap();
+    assert!(
+        at - asked_at.unwrap() >= Duration::from_millis(3500),
+        "waited for the timeout"
+    );
+    assert!(expired.to_lowercase().contains("decline"), "{expired}");
+
+    // 4. A whole-answer turn cannot ask: declined at once, and the model is told why.
+    let started = Instant::now();
+    let mut request = turn("And again", None);
+    request.answers_elicitations = true;
+    let response = grpc(&b).await.chat(request).await.unwrap().into_inner();
+    assert_eq!(response.message.unwrap().content, "Nobody could answer.");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "it did not wait"
+    );
+    let seen = fake.requests();
+    let results: Vec<String> = seen
+        .iter()
+        .filter_map(|r| r.body["messages"].as_array()?.last().cloned())
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(
+        results[1].to_lowercase().contains("decline"),
+        "{}",
+        results[1]
+    );
+    assert!(
+        results[3].contains("cannot be asked mid-call"),
+        "{}",
+        results[3]
+    );
+}

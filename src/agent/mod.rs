@@ -8,6 +8,7 @@
 //! dropped and in-flight tool calls are cancelled.
 
 mod models;
+pub mod pending;
 pub mod prompt_tools;
 mod session;
 mod turn;
@@ -50,6 +51,8 @@ struct Inner {
     models: ModelTable,
     settings: AgentConfig,
     lock_timeout: Duration,
+    /// Requests waiting on the caller (elicitations), kept in the session store.
+    pending: Arc<pending::Pending>,
 }
 
 /// What an agent is built from.
@@ -76,6 +79,10 @@ impl Agent {
             settings,
             lock_timeout,
         } = parts;
+        let pending = Arc::new(pending::Pending::new(
+            sessions.clone(),
+            settings.approval_timeout,
+        ));
         Self {
             inner: Arc::new(Inner {
                 llm,
@@ -84,8 +91,19 @@ impl Agent {
                 models,
                 settings,
                 lock_timeout,
+                pending,
             }),
         }
+    }
+
+    /// Answers a request for input an MCP server made during a streamed turn (on any
+    /// replica that shares the store); the waiting turn goes on.
+    pub async fn answer_elicitation(
+        &self,
+        id: &str,
+        reply: pending::ElicitationReply,
+    ) -> Result<(), CoreError> {
+        self.inner.pending.answer_elicitation(id, reply).await
     }
 
     /// A stored session.

@@ -452,6 +452,7 @@ async fn stream_delivers_events_in_order_across_tool_calls() {
             AgentEvent::ToolCallFinished { ok: true, .. } => "finished",
             AgentEvent::ToolCallFinished { .. } => "failed",
             AgentEvent::ClientToolCall(_) => "client",
+            AgentEvent::ElicitationRequired(_) => "elicitation",
             AgentEvent::Usage(_) => "usage",
             AgentEvent::Done(_) => "done",
         });

@@ -21,6 +21,9 @@ pub struct AgentRequest {
     /// Server-side memory: the stored history is prepended and the turn stored when it
     /// completes (whole, or not at all). A new id starts a new session.
     pub session: Option<SessionId>,
+    /// A streamed turn whose caller answers `ElicitationRequired` events; otherwise a
+    /// server's request for input is declined.
+    pub answers_elicitations: bool,
 }
 
 /// Why a turn ended.
@@ -107,6 +110,9 @@ pub enum AgentEvent {
     },
     /// A client-side tool call, complete.
     ClientToolCall(ToolCall),
+    /// An MCP server asks the caller for input; the turn waits for
+    /// [`Agent::answer_elicitation`](super::Agent::answer_elicitation) with this id.
+    ElicitationRequired(super::pending::OpenElicitation),
     Usage(TurnUsage),
     Done(Box<AgentResponse>),
 }

@@ -182,7 +182,8 @@ async fn grpc_turn(
                 Event::Start(_)
                 | Event::ToolCallStarted(_)
                 | Event::Usage(_)
-                | Event::ClientToolCall(_),
+                | Event::ClientToolCall(_)
+                | Event::ElicitationRequired(_),
             )
             | None => {}
         }

@@ -15,6 +15,12 @@ pub struct TerminalCaller {
 
 #[async_trait::async_trait]
 impl Caller for TerminalCaller {
+    fn patience(&self) -> Option<std::time::Duration> {
+        // A person at the terminal may take a while to fill a form.
+        (std::io::stdin().is_terminal() && !self.accept_defaults)
+            .then_some(std::time::Duration::from_secs(600))
+    }
+
     async fn elicit(&self, request: Elicitation) -> ElicitAnswer {
         let accept_defaults = self.accept_defaults;
         tokio::task::spawn_blocking(move || answer(&request, accept_defaults))

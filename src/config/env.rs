@@ -57,6 +57,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("MCP_CHAT_SYSTEM_PROMPT_FILE", "agent.system_prompt_file"),
     var("MCP_CHAT_MAX_TOOL_ITERATIONS", "agent.max_tool_iterations"),
     var("MCP_CHAT_MAX_SAMPLING_TOKENS", "agent.max_sampling_tokens"),
+    var("MCP_CHAT_APPROVAL_TIMEOUT", "agent.approval_timeout"),
     var("MCP_CHAT_EXPOSE_TOOL_EVENTS", "agent.expose_tool_events"),
     var("MCP_CHAT_SESSION_STORE", "sessions.store"),
     var("MCP_CHAT_SESSION_TTL", "sessions.ttl"),

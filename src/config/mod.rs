@@ -261,6 +261,10 @@ pub struct AgentConfig {
     /// The most tokens one answer to an MCP server's sampling request may take (the
     /// server's own `maxTokens` applies when smaller).
     pub max_sampling_tokens: u32,
+    /// How long a request waiting on the caller (an elicitation) stays open; unanswered
+    /// by then it counts as declined.
+    #[serde(with = "duration")]
+    pub approval_timeout: Duration,
 }
 
 impl Default for AgentConfig {
@@ -271,6 +275,7 @@ impl Default for AgentConfig {
             max_tool_iterations: 10,
             expose_tool_events: false,
             max_sampling_tokens: 1024,
+            approval_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -81,6 +81,7 @@ pub(super) fn resolve_and_check(
         ("mcp.max_restart_backoff", config.mcp.max_restart_backoff),
         ("sessions.ttl", config.sessions.ttl),
         ("sessions.lock_timeout", config.sessions.lock_timeout),
+        ("agent.approval_timeout", config.agent.approval_timeout),
     ] {
         if d.is_zero() {
             bad(key, "must be longer than zero".into());

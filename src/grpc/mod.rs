@@ -205,6 +205,16 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(convert::session_to_pb(session)))
     }
 
+    async fn answer_elicitation(
+        &self,
+        request: Request<pb::AnswerElicitationRequest>,
+    ) -> Result<Response<pb::AnswerElicitationResponse>, Status> {
+        self.authorize(request.metadata())?;
+        let (id, reply) = convert::elicitation_answer(request.into_inner())?;
+        self.inner.agent.answer_elicitation(&id, reply).await?;
+        Ok(Response::new(pb::AnswerElicitationResponse {}))
+    }
+
     async fn delete_session(
         &self,
         request: Request<pb::DeleteSessionRequest>,

@@ -43,6 +43,12 @@ impl From<CoreError> for Status {
                 message,
                 Some(Duration::from_secs(1)),
             ),
+            CoreError::PendingNotFound(_) => {
+                status(Code::NotFound, "pending_not_found", message, None)
+            }
+            CoreError::AlreadyAnswered(_) => {
+                status(Code::AlreadyExists, "already_answered", message, None)
+            }
         }
     }
 }

@@ -54,7 +54,7 @@ const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 const DEGRADED: HeaderName = HeaderName::from_static(crate::pb::DEGRADED);
 
 /// Every route template of the router (the `route` label of the HTTP metrics).
-const ROUTES: [&str; 10] = [
+const ROUTES: [&str; 11] = [
     "/",
     "/healthz",
     "/readyz",
@@ -64,6 +64,7 @@ const ROUTES: [&str; 10] = [
     "/v1/chat/completions",
     "/chat",
     "/chat/stream",
+    "/chat/elicitations/{id}",
     "/sessions/{id}",
 ];
 
@@ -79,6 +80,7 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/chat", post(simple::chat))
         .route("/chat/stream", post(simple::chat_stream))
+        .route("/chat/elicitations/{id}", post(simple::answer_elicitation))
         .route(
             "/sessions/{id}",
             get(simple::get_session).delete(simple::delete_session),
@@ -201,7 +203,8 @@ async fn welcome() -> Json<serde_json::Value> {
             "GET /readyz": "readiness with per-component status",
             "GET /metrics": "Prometheus metrics",
             "POST /chat": "Simplified API: {\"message\", \"session_id\"?} -> {\"response\", \"session_id\"}",
-            "POST /chat/stream": "Simplified API as SSE events: start, delta, tool_call, tool_result, done, error",
+            "POST /chat/stream": "Simplified API as SSE events: start, delta, tool_call, tool_result, elicitation, done, error",
+            "POST /chat/elicitations/{id}": "answer an elicitation event: {\"action\": \"accept\"|\"decline\"|\"cancel\", \"content\"?}",
             "GET /sessions/{id}": "a stored conversation",
             "DELETE /sessions/{id}": "delete a stored conversation",
             "GET /v1/models": "OpenAI-compatible model list",

@@ -1,6 +1,7 @@
 //! The Simplified API (the seed's): `POST /chat` `{"message", "session_id"?}` →
 //! `{"response", "session_id"}`, and `POST /chat/stream`, an SSE of typed events for UIs
-//! (`delta`, `tool_call`, `tool_result`, `done`, `error`); `GET` / `DELETE /sessions/{id}`.
+//! (`delta`, `tool_call`, `tool_result`, `elicitation`, `done`, `error`);
+//! `POST /chat/elicitations/{id}` answers an `elicitation`; `GET` / `DELETE /sessions/{id}`.
 
 use axum::{
     Json,
@@ -14,7 +15,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, HttpState, extract::JsonBody, grpc_request, sse::first_events};
-use crate::pb::{self, chat_event::Event, chat_service_server::ChatService};
+use crate::pb::{
+    self,
+    chat_event::Event,
+    chat_service_server::ChatService,
+    json::{json_to_prost, struct_to_json},
+};
 
 #[derive(Debug, Deserialize)]
 pub struct SimpleRequest {
@@ -22,10 +28,15 @@ pub struct SimpleRequest {
     session_id: Option<String>,
     #[serde(default)]
     model: String,
+    /// `/chat/stream` only: the caller answers `elicitation` events
+    /// (`POST /chat/elicitations/{id}`); otherwise they are declined.
+    #[serde(default)]
+    answers_elicitations: bool,
 }
 
 impl SimpleRequest {
-    fn into_proto(self) -> pb::ChatRequest {
+    /// `stream`: the caller reads `/chat/stream` (and may answer elicitations).
+    fn into_proto(self, stream: bool) -> pb::ChatRequest {
         let new_session = self.session_id.is_none();
         pb::ChatRequest {
             model: self.model,
@@ -36,6 +47,7 @@ impl SimpleRequest {
             }],
             session_id: self.session_id,
             new_session,
+            answers_elicitations: stream && self.answers_elicitations,
             ..Default::default()
         }
     }
@@ -48,7 +60,7 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let (metadata, answer, _) = state
         .api
-        .chat(grpc_request(body.into_proto(), &headers))
+        .chat(grpc_request(body.into_proto(false), &headers))
         .await?
         .into_parts();
     let text = answer.message.map(|m| m.content).unwrap_or_default();
@@ -66,7 +78,7 @@ pub async fn chat_stream(
 ) -> Result<Response, ApiError> {
     let (metadata, events, _) = state
         .api
-        .stream_chat(grpc_request(body.into_proto(), &headers))
+        .stream_chat(grpc_request(body.into_proto(true), &headers))
         .await?
         .into_parts();
     let (head, session_id, rest) = first_events(events).await?;
@@ -89,6 +101,52 @@ pub async fn chat_stream(
     super::set_session_header(&mut response, session_id.as_deref());
     super::set_degraded_header(&mut response, &metadata);
     Ok(response)
+}
+
+/// `POST /chat/elicitations/{id}` `{"action": "accept"|"decline"|"cancel", "content"?: {…}}`:
+/// answers an `elicitation` event of a running `/chat/stream` (on any replica). 204.
+pub async fn answer_elicitation(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ElicitationAnswer>,
+) -> Result<StatusCode, ApiError> {
+    let action = match body.action.as_str() {
+        "accept" => pb::ElicitationAction::Accept,
+        "decline" => pb::ElicitationAction::Decline,
+        "cancel" => pb::ElicitationAction::Cancel,
+        _ => pb::ElicitationAction::Unspecified,
+    };
+    let content = match body.content {
+        None => None,
+        Some(v @ serde_json::Value::Object(_)) => match json_to_prost(&v).kind {
+            Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+            _ => None,
+        },
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some("content".into()),
+                "content: must be a JSON object",
+            ));
+        }
+    };
+    let request = pb::AnswerElicitationRequest {
+        id,
+        action: action.into(),
+        content,
+    };
+    state
+        .api
+        .answer_elicitation(grpc_request(request, &headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElicitationAnswer {
+    action: String,
+    content: Option<serde_json::Value>,
 }
 
 pub async fn get_session(
@@ -161,6 +219,17 @@ fn render(event: Event) -> Option<(&'static str, serde_json::Value)> {
         Event::ToolCallFinished(t) => (
             "tool_result",
             json!({ "id": t.id, "name": t.name, "ok": t.ok, "result": t.result, "duration_ms": t.duration_ms }),
+        ),
+        Event::ElicitationRequired(e) => (
+            "elicitation",
+            json!({
+                "id": e.id,
+                "server": e.server,
+                "message": e.message,
+                "requested_schema": e.requested_schema.map(struct_to_json),
+                "url": e.url,
+                "expires_at": e.expires_at,
+            }),
         ),
         Event::ClientToolCall(_) | Event::Usage(_) => return None,
         Event::Response(r) => (

@@ -10,9 +10,12 @@
 // Sampling is deprecated in the 2026-07-28 revision (SEP-2577); servers of 2025 still use it.
 #![allow(deprecated)]
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use rmcp::model::{
@@ -76,6 +79,12 @@ pub struct SamplingAnswer {
 /// The party a tool call runs for; it answers what the server asks during the call.
 #[async_trait::async_trait]
 pub trait Caller: Send + Sync {
+    /// How long this caller may take to answer a request (a person deciding); a call made
+    /// for it may run that much longer than its timeout. `None`: it answers at once.
+    fn patience(&self) -> Option<Duration> {
+        None
+    }
+
     /// Input from the user. The default declines: nobody can be asked.
     async fn elicit(&self, request: Elicitation) -> ElicitAnswer {
         let _ = request;

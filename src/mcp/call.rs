@@ -47,6 +47,11 @@ pub async fn call(
         };
     };
     let server = slot.config.name.clone();
+    // A caller that may take a while to answer the server's questions extends the timeout.
+    let patience = caller
+        .as_ref()
+        .and_then(|c| c.patience())
+        .unwrap_or_default();
     // What the server asks during the call goes to this caller.
     let _caller = caller.map(|c| slot.callers.enter(c));
     let outcome = |ok: bool, text: String| ToolOutcome {
@@ -66,7 +71,7 @@ pub async fn call(
             );
         }
     };
-    let timeout = slot.config.timeout.unwrap_or(shared.config.call_timeout);
+    let timeout = slot.config.timeout.unwrap_or(shared.config.call_timeout) + patience;
     let mut attempt = 0;
     loop {
         let peer = match wait_for_peer(&slot, timeout, &cancel).await {

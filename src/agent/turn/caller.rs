@@ -1,12 +1,21 @@
 //! The turn as the [`Caller`] of its MCP tool calls: a server's sampling request is answered
 //! by the turn's own model and upstream (capped by `agent.max_sampling_tokens`, its tokens
-//! counted in the turn's usage); a request for user input is declined, with a note the model
-//! sees beside the tool's result (no API of this turn can ask its caller mid-call yet).
+//! counted in the turn's usage). A request for user input, in a streamed turn, becomes an
+//! `ElicitationRequired` event and a pending record the caller answers (`pending.rs`); in a
+//! whole-answer turn nobody can be asked, so it is declined, with a note the model sees
+//! beside the tool's result.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
-    agent::ModelRoute,
+    agent::{AgentEvent, ModelRoute, pending::Pending},
+    error::CoreError,
     llm::{CompletionRequest, FinishReason, LlmClient},
     mcp::asks::{Caller, ElicitAnswer, Elicitation, SamplingAnswer, SamplingRequest, SamplingRole},
     model::{GenParams, Message, Role, Usage},
@@ -16,7 +25,19 @@ pub(super) struct TurnCaller {
     llm: Arc<dyn LlmClient>,
     route: Arc<ModelRoute>,
     max_tokens: u32,
+    /// A streamed turn: how its caller is asked.
+    asker: Option<Asker>,
     state: Mutex<State>,
+}
+
+/// What a streamed turn needs to ask its caller: the event stream, the store's pending
+/// records, the session, and the turn's cancellation.
+pub(super) struct Asker {
+    pub events: mpsc::Sender<Result<AgentEvent, CoreError>>,
+    pub pending: Arc<Pending>,
+    pub session: Option<String>,
+    pub cancel: CancellationToken,
+    pub patience: Duration,
 }
 
 #[derive(Default)]
@@ -28,11 +49,17 @@ struct State {
 }
 
 impl TurnCaller {
-    pub(super) fn new(llm: Arc<dyn LlmClient>, route: Arc<ModelRoute>, max_tokens: u32) -> Self {
+    pub(super) fn new(
+        llm: Arc<dyn LlmClient>,
+        route: Arc<ModelRoute>,
+        max_tokens: u32,
+        asker: Option<Asker>,
+    ) -> Self {
         Self {
             llm,
             route,
             max_tokens,
+            asker,
             state: Mutex::default(),
         }
     }
@@ -64,9 +91,35 @@ pub(super) const DECLINED_NOTE: &str = "(note from mcp-chat: the tool's server a
 
 #[async_trait::async_trait]
 impl Caller for TurnCaller {
+    fn patience(&self) -> Option<Duration> {
+        self.asker.as_ref().map(|a| a.patience)
+    }
+
     async fn elicit(&self, request: Elicitation) -> ElicitAnswer {
-        self.lock().declined.push(request.server.clone());
-        ElicitAnswer::Decline("the user cannot be asked mid-call in this conversation".into())
+        let Some(asker) = &self.asker else {
+            self.lock().declined.push(request.server.clone());
+            return ElicitAnswer::Decline(
+                "the user cannot be asked mid-call in this conversation".into(),
+            );
+        };
+        let open = match asker
+            .pending
+            .open_elicitation(asker.session.as_deref(), request)
+            .await
+        {
+            Ok(open) => open,
+            Err(e) => return ElicitAnswer::Decline(format!("it could not be stored: {e}")),
+        };
+        tracing::info!(id = %open.id, server = %open.body.server, "waiting for the caller's answer to an elicitation");
+        if asker
+            .events
+            .send(Ok(AgentEvent::ElicitationRequired(open.clone())))
+            .await
+            .is_err()
+        {
+            return ElicitAnswer::Cancel;
+        }
+        asker.pending.wait_elicitation(&open, &asker.cancel).await
     }
 
     async fn sample(&self, request: SamplingRequest) -> Result<SamplingAnswer, String> {

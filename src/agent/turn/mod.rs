@@ -71,10 +71,21 @@ impl<'a> Turn<'a> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+        // A streamed turn can ask its caller mid-call; a whole-answer turn cannot.
+        let asker = events
+            .filter(|_| request.answers_elicitations)
+            .map(|events| caller::Asker {
+                events: events.clone(),
+                pending: inner.pending.clone(),
+                session: request.session.as_ref().map(|s| s.as_str().to_string()),
+                cancel: cancel.clone(),
+                patience: inner.settings.approval_timeout,
+            });
         let caller = Arc::new(caller::TurnCaller::new(
             inner.llm.clone(),
             route.clone(),
             inner.settings.max_sampling_tokens,
+            asker,
         ));
         Self {
             inner,

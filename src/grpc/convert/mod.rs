@@ -5,7 +5,7 @@
 mod request;
 mod response;
 
-pub use request::{agent_request, message_from_pb, message_to_pb, session_id};
+pub use request::{agent_request, elicitation_answer, message_from_pb, message_to_pb, session_id};
 pub use response::{
     event_to_pb, response_to_pb, server_to_pb, session_to_pb, tool_to_pb, usage_to_pb,
 };

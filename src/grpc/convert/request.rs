@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::{
-    agent::AgentRequest,
+    agent::{AgentRequest, pending::ElicitationReply},
     error::CoreError,
     model::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
     pb::{self, json::struct_to_json},
@@ -70,6 +70,7 @@ pub fn agent_request(
         (None, false) => None,
     };
     let model = Some(request.model).filter(|m| !m.is_empty());
+    let answers_elicitations = request.answers_elicitations;
     Ok(AgentRequest {
         model,
         messages,
@@ -77,6 +78,7 @@ pub fn agent_request(
         client_tools,
         tool_choice,
         session,
+        answers_elicitations,
     })
 }
 
@@ -260,4 +262,33 @@ fn valid_function_name(name: &str) -> bool {
 /// A session id from a request field, checked.
 pub fn session_id(raw: &str) -> Result<SessionId, CoreError> {
     SessionId::parse(raw).map_err(|e| invalid("session_id", e.to_string()))
+}
+
+/// An answer to an elicitation, checked: the id and the action are required; content goes
+/// with ACCEPT only.
+pub fn elicitation_answer(
+    request: pb::AnswerElicitationRequest,
+) -> Result<(String, ElicitationReply), CoreError> {
+    if request.id.is_empty() {
+        return Err(invalid("id", "is required"));
+    }
+    let reply = match pb::ElicitationAction::try_from(request.action) {
+        Ok(pb::ElicitationAction::Accept) => ElicitationReply::Accept {
+            content: match request.content.map(struct_to_json) {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            },
+        },
+        Ok(pb::ElicitationAction::Decline) if request.content.is_none() => {
+            ElicitationReply::Decline
+        }
+        Ok(pb::ElicitationAction::Cancel) if request.content.is_none() => ElicitationReply::Cancel,
+        Ok(pb::ElicitationAction::Decline | pb::ElicitationAction::Cancel) => {
+            return Err(invalid("content", "goes with the accept action only"));
+        }
+        Ok(pb::ElicitationAction::Unspecified) | Err(_) => {
+            return Err(invalid("action", "must be accept, decline or cancel"));
+        }
+    };
+    Ok((request.id, reply))
 }

@@ -61,6 +61,14 @@ pub fn response_to_pb(r: AgentResponse) -> pb::ChatResponse {
     }
 }
 
+/// A JSON object as a proto `Struct` (`None` for anything else).
+fn json_struct(v: &serde_json::Value) -> Option<prost_types::Struct> {
+    match crate::pb::json::json_to_prost(v).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
 /// A stream event.
 pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
     use pb::chat_event::Event;
@@ -104,6 +112,16 @@ pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
             duration_ms: millis(duration),
         }),
         AgentEvent::ClientToolCall(call) => Event::ClientToolCall(tool_call_to_pb(&call)),
+        AgentEvent::ElicitationRequired(open) => {
+            Event::ElicitationRequired(pb::ElicitationRequired {
+                id: open.id,
+                server: open.body.server,
+                message: open.body.message,
+                requested_schema: open.body.schema.as_ref().and_then(json_struct),
+                url: open.body.url,
+                expires_at: open.expires_at_ms / 1000,
+            })
+        }
         AgentEvent::Usage(u) => Event::Usage(usage_to_pb(&u)),
         AgentEvent::Done(r) => Event::Response(response_to_pb(*r)),
     };

@@ -265,7 +265,10 @@ impl ChunkRenderer {
                 "mcp_tool_call_finished {}",
                 serde_json::json!({"id": t.id, "name": t.name, "ok": t.ok, "duration_ms": t.duration_ms})
             ))],
-            Event::ToolCallStarted(_) | Event::ToolCallFinished(_) => Vec::new(),
+            // This API cannot answer: its requests do not ask for these, so none come.
+            Event::ToolCallStarted(_)
+            | Event::ToolCallFinished(_)
+            | Event::ElicitationRequired(_) => Vec::new(),
             Event::Usage(u) => {
                 self.usage = Some(Usage::from(u));
                 Vec::new()

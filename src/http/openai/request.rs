@@ -159,6 +159,8 @@ impl CompletionRequest {
             messages,
             session_id: session_id.or(self.session_id),
             new_session: false,
+            // No way to ask an OpenAI client mid-call: elicitations are declined.
+            answers_elicitations: false,
             params: Some(pb::GenerationParams {
                 temperature: self.temperature,
                 top_p: self.top_p,
