@@ -1,15 +1,19 @@
-//! Client authentication with `API_KEYS`: `authorization: Bearer <key>`, compared in
-//! constant time. It runs inside the `ChatService` methods, so the gRPC server and the
+//! Client authentication with `API_KEYS` and `[[api_keys]]`: `authorization: Bearer <key>`,
+//! compared in constant time; a named key brings its access scope (`config::KeyAccess`). It runs inside the `ChatService` methods, so the gRPC server and the
 //! in-process HTTP gateway (which passes the header on as metadata) share one check.
 
-use subtle::ConstantTimeEq;
+use std::sync::Arc;
 
-use crate::config::Secret;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-/// The accepted keys; empty means no authentication.
+use crate::config::{KeyAccess, Secret};
+
+/// The accepted keys: plain ones (full access) and named ones with their access; none
+/// at all means no authentication.
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeys {
-    keys: Vec<Secret>,
+    /// Every key, with `None` for a plain one.
+    keys: Vec<(Secret, Option<Arc<KeyAccess>>)>,
 }
 
 /// Why a request was refused.
@@ -23,6 +27,13 @@ pub enum AuthError {
 
 impl ApiKeys {
     pub fn new(keys: Vec<Secret>) -> Self {
+        Self::with_named(keys, Vec::new())
+    }
+
+    /// Plain keys and named keys (`[[api_keys]]`).
+    pub fn with_named(plain: Vec<Secret>, named: Vec<(Secret, KeyAccess)>) -> Self {
+        let mut keys: Vec<_> = plain.into_iter().map(|k| (k, None)).collect();
+        keys.extend(named.into_iter().map(|(k, a)| (k, Some(Arc::new(a)))));
         Self { keys }
     }
 
@@ -30,10 +41,11 @@ impl ApiKeys {
         !self.keys.is_empty()
     }
 
-    /// Checks an `authorization` header value.
-    pub fn check(&self, authorization: Option<&str>) -> Result<(), AuthError> {
+    /// Checks an `authorization` header value: the key's access (`None`: a plain key, or
+    /// no authentication configured), or why it is refused.
+    pub fn check(&self, authorization: Option<&str>) -> Result<Option<Arc<KeyAccess>>, AuthError> {
         if self.keys.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(value) = authorization else {
             return Err(AuthError::Missing);
@@ -43,12 +55,17 @@ impl ApiKeys {
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or(AuthError::Missing)?;
-        // Compare against every key without stopping early.
-        let matched = self.keys.iter().fold(subtle::Choice::from(0), |acc, key| {
-            acc | key.expose().as_bytes().ct_eq(token.as_bytes())
-        });
+        // Compare against every key without stopping early or branching on a match.
+        let mut matched = subtle::Choice::from(0);
+        let mut index = 0u64;
+        for (i, (key, _)) in self.keys.iter().enumerate() {
+            let hit = key.expose().as_bytes().ct_eq(token.as_bytes());
+            index = u64::conditional_select(&index, &(i as u64), hit);
+            matched |= hit;
+        }
         if bool::from(matched) {
-            Ok(())
+            let i = usize::try_from(index).unwrap_or(usize::MAX);
+            Ok(self.keys.get(i).and_then(|(_, access)| access.clone()))
         } else {
             Err(AuthError::Invalid)
         }
@@ -62,13 +79,32 @@ mod tests {
     #[test]
     fn checks_bearer_keys() {
         let open = ApiKeys::default();
-        assert_eq!(open.check(None), Ok(()));
+        assert_eq!(open.check(None), Ok(None));
         let keys = ApiKeys::new(vec![Secret::new("k1"), Secret::new("k2")]);
         assert_eq!(keys.check(None), Err(AuthError::Missing));
         assert_eq!(keys.check(Some("Basic abc")), Err(AuthError::Missing));
         assert_eq!(keys.check(Some("Bearer nope")), Err(AuthError::Invalid));
         assert_eq!(keys.check(Some("Bearer k")), Err(AuthError::Invalid));
-        assert_eq!(keys.check(Some("Bearer k2")), Ok(()));
-        assert_eq!(keys.check(Some("bearer k1")), Ok(()));
+        assert_eq!(keys.check(Some("Bearer k2")), Ok(None));
+        assert_eq!(keys.check(Some("bearer k1")), Ok(None));
+    }
+
+    #[test]
+    fn a_named_key_carries_its_access() {
+        let access = |name: &str| KeyAccess {
+            name: name.into(),
+            allowed_servers: Some(vec!["fx".into()]),
+            allowed_tools: None,
+            request_servers: false,
+            models: None,
+        };
+        let keys = ApiKeys::with_named(
+            vec![Secret::new("plain")],
+            vec![(Secret::new("k-a"), access("alpha")), (Secret::new("k-b"), access("beta"))],
+        );
+        assert_eq!(keys.check(Some("Bearer plain")), Ok(None));
+        assert_eq!(keys.check(Some("Bearer k-b")).unwrap().unwrap().name, "beta");
+        assert_eq!(keys.check(Some("Bearer k-a")).unwrap().unwrap().name, "alpha");
+        assert_eq!(keys.check(Some("Bearer k-c")), Err(AuthError::Invalid));
     }
 }

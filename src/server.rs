@@ -108,7 +108,15 @@ pub async fn run(
         settings: config.agent.clone(),
         lock_timeout: config.sessions.lock_timeout,
     });
-    let api = ChatApi::new(agent, ApiKeys::new(config.server.api_keys.clone()));
+    let named = config
+        .api_keys
+        .iter()
+        .filter_map(|k| Some((k.key.clone()?, crate::config::KeyAccess::from_config(k))))
+        .collect();
+    let api = ChatApi::new(
+        agent,
+        ApiKeys::with_named(config.server.api_keys.clone(), named),
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

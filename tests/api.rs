@@ -132,6 +132,7 @@ async fn grpc_stream_delivers_events_in_order_across_two_tool_iterations() {
             Event::Response(_) => "response",
             Event::ClientToolCall(_) => "client",
             Event::ElicitationRequired(_) => "elicitation",
+            Event::ApprovalRequired(_) => "approval",
         });
         last = Some(event);
     }

@@ -141,3 +141,59 @@ async fn a_python_grpc_client_built_from_reflection_calls_list_models_and_chat()
     .await;
     assert_eq!(fake.request_count(), 1);
 }
+
+/// OpenAI's `type: "mcp"` tool and approvals through the official SDK (`extra_body`).
+#[tokio::test]
+async fn the_openai_sdk_drives_mcp_tools_and_approvals() {
+    let Some(python) = external(deps_dir().join("venv/bin/python")) else {
+        return;
+    };
+    let add = |id: &str| {
+        Reply::answer(Answer::text(&[]).tool_call(id, "add", &["{\"a\": 2", ", \"b\": 3}"]))
+    };
+    let fake = FakeUpstream::with([
+        add("call_add"),
+        Reply::text(&["The sum is 5."]),
+        add("call_add2"),
+        Reply::text(&["Not adding, then."]),
+    ])
+    .await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("calls.log");
+    let dir = service::dir_with_servers(serde_json::json!({
+        "fx": {"command": service::fixture_path(), "env": {"FIXTURE_CALL_LOG": log}},
+    }));
+    let svc = Service::start_in(
+        dir,
+        &[
+            ("OPENAI_BASE_URL", &fake.base_url),
+            ("DEFAULT_MODEL", "test-model"),
+        ],
+        &[],
+    )
+    .await;
+    run_python(
+        &python,
+        "openai_mcp_approvals_check.py",
+        &[
+            ("MCP_CHAT_URL", svc.http()),
+            ("MCP_CHAT_MODEL", "test-model".into()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "add {\"a\":2,\"b\":3}\n",
+        "only the approved call ran, once"
+    );
+    let last = fake.requests().last().unwrap().body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["content"],
+        "The user denied this call to add on fx (reason: not today)."
+    );
+}

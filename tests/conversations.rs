@@ -653,3 +653,185 @@ async fn elicitations_are_answered_on_another_replica_through_redis() {
         results[3]
     );
 }
+
+fn add_call(id: &str, name: &str, a: i64, b: i64) -> Reply {
+    Reply::answer(Answer::text(&["Let me add. "]).tool_call(
+        id,
+        name,
+        &[&format!("{{\"a\": {a}"), &format!(", \"b\": {b}}}")],
+    ))
+}
+
+fn fx_server(approval: Option<pb::ApprovalPolicy>) -> pb::McpServerTool {
+    pb::McpServerTool {
+        server_label: "fx".into(),
+        allowed_tools: Some(pb::ToolNames {
+            tool_names: vec!["add".into(), "echo".into()],
+        }),
+        require_approval: approval,
+        ..Default::default()
+    }
+}
+
+/// The tool results the upstream was sent, in order.
+fn tool_results(fake: &FakeUpstream) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter_map(|r| r.body["messages"].as_array()?.last().cloned())
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Per-request `mcp` servers and approvals over gRPC, two replicas sharing Redis: only the
+/// named server's allowed tools are offered; a call that needs approval does not run, waits
+/// in the store (listed by GetSession on the other replica) and runs there, exactly as
+/// stored, once approved; a changed call is refused; a denial and an expired request reach
+/// the model as such; an unknown label is refused naming the field.
+#[tokio::test]
+async fn approvals_wait_in_the_store_and_resume_on_another_replica() {
+    let Some(redis) = Redis::start() else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("calls.log");
+    let servers = || {
+        service::dir_with_servers(json!({
+            "fx": {"command": service::fixture_path(), "env": {"FIXTURE_CALL_LOG": log}},
+            "other": {"command": service::fixture_path(), "args": ["--name", "other"]},
+        }))
+    };
+    let fake = FakeUpstream::with([
+        add_call("c1", "fx__add", 2, 3),
+        Reply::text(&["The sum is 5."]),
+        add_call("c2", "fx__add", 1, 1),
+        Reply::text(&["OK, not adding."]),
+        add_call("c3", "fx__add", 4, 4),
+        Reply::text(&["It expired."]),
+    ])
+    .await;
+    let store = format!("redis://127.0.0.1:{}/0", redis.1);
+    let mut env = env(&fake, &store);
+    env.push(("MCP_CHAT_APPROVAL_TIMEOUT", "3s"));
+    let a = Service::start_in(servers(), &env, &[]).await;
+    let b = Service::start_in(servers(), &env, &[]).await;
+    let (mut ca, mut cb) = (grpc(&a).await, grpc(&b).await);
+
+    // Unknown label.
+    let mut request = turn("add", None);
+    request.mcp_servers = vec![pb::McpServerTool {
+        server_label: "nope".into(),
+        ..Default::default()
+    }];
+    let status = ca.chat(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("mcp_servers[0].server_label"), "{status:?}");
+
+    // 1. Approval needed (OpenAI's default): nothing runs; the turn ends with the call.
+    let mut request = turn("What is 2+3?", None);
+    request.mcp_servers = vec![fx_server(None)];
+    let first = ca.chat(request).await.unwrap().into_inner();
+    assert_eq!(first.finish_reason(), pb::FinishReason::ToolCalls);
+    let session = first.session_id.clone().unwrap();
+    let pending = &first.approval_requests;
+    assert_eq!(pending.len(), 1, "{first:?}");
+    assert_eq!(
+        (pending[0].id.as_str(), pending[0].server_label.as_str(), pending[0].name.as_str()),
+        ("c1", "fx", "add")
+    );
+    assert_eq!(pending[0].arguments, "{\"a\": 2, \"b\": 3}");
+    assert_eq!(first.message.unwrap().tool_calls[0].id, "c1");
+    let offered: Vec<String> = fake.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(offered, ["fx__add", "fx__echo"], "only fx's allowed tools");
+    assert!(!log.exists(), "nothing ran before the approval");
+
+    // The other replica lists it, and runs it once approved.
+    let stored = cb
+        .get_session(pb::GetSessionRequest { session_id: session.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.pending_approvals.len(), 1);
+    assert_eq!(stored.pending_approvals[0].id, "c1");
+    let mut follow_up = turn("", Some(&session));
+    follow_up.messages.clear();
+    follow_up.mcp_servers = vec![fx_server(None)];
+    follow_up.approvals = vec![pb::Approval {
+        tool_call_id: "c1".into(),
+        approve: true,
+        reason: None,
+    }];
+    let second = cb.chat(follow_up.clone()).await.unwrap().into_inner();
+    assert_eq!(second.message.unwrap().content, "The sum is 5.");
+    assert_eq!(second.tool_calls.len(), 1, "{:?}", second.tool_calls);
+    assert!(second.tool_calls[0].result.contains("\"sum\":5"), "{:?}", second.tool_calls);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "add {\"a\":2,\"b\":3}\n",
+        "exactly the stored call, once"
+    );
+    // Answered: a second approval finds nothing waiting.
+    assert!(
+        cb.get_session(pb::GetSessionRequest { session_id: session.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pending_approvals
+            .is_empty()
+    );
+
+    // 2. Stateless: a changed call is refused; a denial reaches the model with its reason.
+    let mut request = turn("What is 1+1?", None);
+    request.new_session = false;
+    request.mcp_servers = vec![fx_server(None)];
+    let asked = ca.chat(request.clone()).await.unwrap().into_inner();
+    let call = asked.message.clone().unwrap().tool_calls[0].clone();
+    assert_eq!(call.id, "c2");
+    let mut changed = request.clone();
+    let mut tampered = asked.message.clone().unwrap();
+    tampered.tool_calls[0].arguments = "{\"a\": 100, \"b\": 1}".into();
+    changed.messages.push(tampered);
+    changed.approvals = vec![pb::Approval {
+        tool_call_id: "c2".into(),
+        approve: true,
+        reason: None,
+    }];
+    let status = cb.chat(changed).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("approvals[0]"), "{status:?}");
+    let mut denied = request.clone();
+    denied.messages.push(asked.message.clone().unwrap());
+    denied.approvals = vec![pb::Approval {
+        tool_call_id: "c2".into(),
+        approve: false,
+        reason: Some("not now".into()),
+    }];
+    let answer = cb.chat(denied).await.unwrap().into_inner();
+    assert_eq!(answer.message.unwrap().content, "OK, not adding.");
+    assert_eq!(
+        tool_results(&fake).last().unwrap(),
+        "The user denied this call to add on fx (reason: not now)."
+    );
+
+    // 3. Unanswered past agent.approval_timeout: a late approval counts as a denial.
+    let asked = ca.chat(request.clone()).await.unwrap().into_inner();
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let mut late = request.clone();
+    late.messages.push(asked.message.unwrap());
+    late.approvals = vec![pb::Approval {
+        tool_call_id: "c3".into(),
+        approve: true,
+        reason: None,
+    }];
+    let answer = ca.chat(late).await.unwrap().into_inner();
+    assert_eq!(answer.message.unwrap().content, "It expired.");
+    assert!(tool_results(&fake).last().unwrap().contains("expired"));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        1,
+        "neither the denied nor the expired call ran"
+    );
+}

@@ -7,6 +7,7 @@
 //! when the receiver is dropped (client gone) the work is cancelled — the upstream request is
 //! dropped and in-flight tool calls are cancelled.
 
+pub mod approvals;
 mod models;
 pub mod pending;
 pub mod prompt_tools;
@@ -25,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use models::{ModelRoute, ModelTable};
-pub use types::{AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, TurnUsage};
+pub use types::{
+    AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, RequestServer, TurnUsage,
+};
 
 use crate::{
     config::AgentConfig,
@@ -115,6 +118,14 @@ impl Agent {
             .ok_or_else(|| CoreError::SessionNotFound(id.as_str().to_string()))
     }
 
+    /// The calls of a session that wait for the caller's approval.
+    pub async fn pending_approvals(
+        &self,
+        id: &SessionId,
+    ) -> Result<Vec<approvals::ApprovalRequest>, CoreError> {
+        approvals::of_session(self.inner.sessions.as_ref(), id.as_str()).await
+    }
+
     /// Deletes a stored session; not found when there was none.
     pub async fn delete_session(&self, id: &SessionId) -> Result<(), CoreError> {
         if self.inner.sessions.delete(id).await? {
@@ -138,7 +149,7 @@ impl Agent {
         request: AgentRequest,
         cancel: CancellationToken,
     ) -> Result<AgentResponse, CoreError> {
-        let route = self.inner.models.resolve(request.model.as_deref())?;
+        let route = self.route(&request)?;
         let span = run_span(&route.id, &request);
         session::run(&self.inner, route, request, cancel, None)
             .instrument(span)
@@ -152,7 +163,7 @@ impl Agent {
         request: AgentRequest,
         cancel: CancellationToken,
     ) -> Result<AgentStream, CoreError> {
-        let route = self.inner.models.resolve(request.model.as_deref())?;
+        let route = self.route(&request)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let inner = self.inner.clone();
         let span = run_span(&route.id, &request);
@@ -191,11 +202,25 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// The request's model, when its key may use it (a model it may not use is as unknown).
+    fn route(&self, request: &AgentRequest) -> Result<Arc<ModelRoute>, CoreError> {
+        let route = self.inner.models.resolve(request.model.as_deref())?;
+        match &request.access {
+            Some(access) if !access.allows_model(&route.id) => {
+                Err(CoreError::ModelNotFound(route.id.clone()))
+            }
+            _ => Ok(route),
+        }
+    }
+}
+
 /// The span of one agent run (a turn), child of the request's span.
 fn run_span(model: &str, request: &AgentRequest) -> tracing::Span {
     tracing::info_span!(
         "agent.run",
         model = %model,
+        key = request.access.as_ref().map_or("", |a| a.name.as_str()),
         session = request.session.as_ref().map_or("", |s| s.as_str()),
         messages = request.messages.len(),
     )

@@ -453,6 +453,7 @@ async fn stream_delivers_events_in_order_across_tool_calls() {
             AgentEvent::ToolCallFinished { .. } => "failed",
             AgentEvent::ClientToolCall(_) => "client",
             AgentEvent::ElicitationRequired(_) => "elicitation",
+            AgentEvent::ApprovalRequired(_) => "approval",
             AgentEvent::Usage(_) => "usage",
             AgentEvent::Done(_) => "done",
         });

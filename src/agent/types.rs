@@ -24,6 +24,28 @@ pub struct AgentRequest {
     /// A streamed turn whose caller answers `ElicitationRequired` events; otherwise a
     /// server's request for input is declined.
     pub answers_elicitations: bool,
+    /// MCP servers named for this request; when any is, only their tools are offered
+    /// (besides the client tools).
+    pub mcp_servers: Vec<RequestServer>,
+    /// Decisions on calls an earlier turn left waiting for approval.
+    pub approvals: Vec<super::approvals::ApprovalDecision>,
+    /// The caller's key scope (`[[api_keys]]`); `None`: everything.
+    pub access: Option<std::sync::Arc<crate::config::KeyAccess>>,
+}
+
+/// An MCP server named by a request (OpenAI's `type: "mcp"` tool).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestServer {
+    /// Without `url`: a server of `servers_config.json`.
+    pub label: String,
+    /// A remote server for this request only.
+    pub url: Option<String>,
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Only these tools (their own names) are offered; all when `None`.
+    pub allowed_tools: Option<Vec<String>>,
+    pub approval: super::approvals::ApprovalPolicy,
+    /// Where it was named, for errors (`tools[3]`).
+    pub field: String,
 }
 
 /// Why a turn ended.
@@ -80,6 +102,9 @@ pub struct AgentResponse {
     /// Every message the turn added after the request's own (assistant messages with
     /// their tool calls, tool results, the final answer): what a session stores.
     pub new_messages: Vec<Message>,
+    /// Server-side calls that did not run and wait for the caller's approval (they are
+    /// among `message.tool_calls`; `finish` is ToolCalls).
+    pub approval_requests: Vec<super::approvals::ApprovalRequest>,
 }
 
 /// What a streamed turn yields, in order. `Done` is last.
@@ -113,6 +138,9 @@ pub enum AgentEvent {
     /// An MCP server asks the caller for input; the turn waits for
     /// [`Agent::answer_elicitation`](super::Agent::answer_elicitation) with this id.
     ElicitationRequired(super::pending::OpenElicitation),
+    /// A server-side call waits for the caller's approval (it is also in the final
+    /// message's `tool_calls`).
+    ApprovalRequired(super::approvals::ApprovalRequest),
     Usage(TurnUsage),
     Done(Box<AgentResponse>),
 }

@@ -183,7 +183,8 @@ async fn grpc_turn(
                 | Event::ToolCallStarted(_)
                 | Event::Usage(_)
                 | Event::ClientToolCall(_)
-                | Event::ElicitationRequired(_),
+                | Event::ElicitationRequired(_)
+                | Event::ApprovalRequired(_),
             )
             | None => {}
         }

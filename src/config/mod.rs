@@ -8,6 +8,7 @@
 mod duration;
 mod env;
 mod error;
+mod keys;
 mod load;
 pub mod servers;
 mod validate;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use env::{ENV_VARS, EnvVar};
 pub use error::{ConfigError, Problem};
+pub use keys::{KeyAccess, KeyConfig};
 pub use load::{Overrides, load};
 pub use servers::{McpServerConfig, McpTransportConfig, ServersConfig};
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub sessions: SessionsConfig,
     pub log: LogConfig,
+    /// Named client keys with their access (`[[api_keys]]`), beside `server.api_keys`.
+    pub api_keys: Vec<KeyConfig>,
     /// The MCP servers, read from `mcp.servers_config` (not a TOML key).
     #[serde(skip)]
     pub servers: ServersConfig,

@@ -88,6 +88,31 @@ pub(super) fn resolve_and_check(
         }
     }
 
+    let mut names = HashSet::new();
+    for (i, k) in config.api_keys.iter_mut().enumerate() {
+        let key = format!("api_keys[{i}]");
+        if k.name.trim().is_empty() {
+            bad(&key, "\"name\" must not be empty".into());
+        } else if !names.insert(k.name.clone()) {
+            bad(&key, format!("name {:?} is used twice", k.name));
+        }
+        match (&k.key, &k.key_env) {
+            (Some(_), Some(_)) => bad(&key, "give \"key\" or \"key_env\", not both".into()),
+            (None, None) => bad(&key, "needs \"key\" or \"key_env\"".into()),
+            (None, Some(var)) => match lookup(var) {
+                Some(v) if !v.is_empty() => k.key = Some(Secret::new(v)),
+                _ => bad(
+                    &format!("{key}.key_env"),
+                    format!("the environment variable {var} is not set"),
+                ),
+            },
+            (Some(_), None) => {}
+        }
+        if k.key.as_ref().is_some_and(|s| s.expose().trim().is_empty()) {
+            bad(&format!("{key}.key"), "must not be empty".into());
+        }
+    }
+
     let mut ids = HashSet::new();
     for (i, m) in config.models.iter_mut().enumerate() {
         let key = format!("models[{i}]");

@@ -67,7 +67,11 @@ impl ChatApi {
         degraded
     }
 
-    fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
+    /// The caller's key: its access scope (`None`: full access), or UNAUTHENTICATED.
+    fn authorize(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<Option<Arc<crate::config::KeyAccess>>, Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
         self.inner.keys.check(header).map_err(|e| {
             pb::status::status(
@@ -115,9 +119,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
         &self,
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<pb::ChatResponse>, Status> {
-        self.authorize(request.metadata())?;
+        let access = self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
-        let request = convert::agent_request(request.into_inner(), false)?;
+        let mut request = convert::agent_request(request.into_inner(), false)?;
+        request.access = access;
         let degraded = self.settle(deadline.map(|(at, _)| at)).await;
         let cancel = CancellationToken::new();
         let run = self.inner.agent.chat(request, cancel.clone());
@@ -147,9 +152,10 @@ impl pb::chat_service_server::ChatService for ChatApi {
         &self,
         request: Request<pb::ChatRequest>,
     ) -> Result<Response<Self::StreamChatStream>, Status> {
-        self.authorize(request.metadata())?;
+        let access = self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
-        let request = convert::agent_request(request.into_inner(), false)?;
+        let mut request = convert::agent_request(request.into_inner(), false)?;
+        request.access = access;
         let deadline = deadline.map(|(at, _)| at);
         let degraded = self.settle(deadline).await;
         let cancel = CancellationToken::new();
@@ -164,11 +170,12 @@ impl pb::chat_service_server::ChatService for ChatApi {
         &self,
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        self.authorize(request.metadata())?;
+        let access = self.authorize(request.metadata())?;
         let table = self.inner.agent.models();
         let models = table
             .all()
             .iter()
+            .filter(|m| access.as_ref().is_none_or(|a| a.allows_model(&m.id)))
             .map(|m| pb::Model {
                 id: m.id.clone(),
                 upstream_model: m.upstream_model.clone(),
@@ -188,10 +195,24 @@ impl pb::chat_service_server::ChatService for ChatApi {
         &self,
         request: Request<pb::ListToolsRequest>,
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
-        self.authorize(request.metadata())?;
+        let access = self.authorize(request.metadata())?;
         let hub = self.inner.agent.hub();
-        let tools = hub.tools().iter().map(convert::tool_to_pb).collect();
-        let servers = hub.servers().iter().map(convert::server_to_pb).collect();
+        let tools = hub
+            .tools()
+            .iter()
+            .filter(|t| {
+                access
+                    .as_ref()
+                    .is_none_or(|a| a.allows_tool(&t.server, &t.tool, &t.name))
+            })
+            .map(convert::tool_to_pb)
+            .collect();
+        let servers = hub
+            .servers()
+            .iter()
+            .filter(|s| access.as_ref().is_none_or(|a| a.allows_server(&s.name)))
+            .map(convert::server_to_pb)
+            .collect();
         Ok(Response::new(pb::ListToolsResponse { tools, servers }))
     }
 
@@ -202,7 +223,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
         self.authorize(request.metadata())?;
         let id = convert::session_id(&request.get_ref().session_id)?;
         let session = self.inner.agent.session(&id).await?;
-        Ok(Response::new(convert::session_to_pb(session)))
+        let pending = self.inner.agent.pending_approvals(&id).await?;
+        Ok(Response::new(convert::session_to_pb(session, pending)))
     }
 
     async fn answer_elicitation(

@@ -161,12 +161,18 @@ pub async fn get_session(
         .await?
         .into_inner();
     let messages: Vec<_> = s.messages.iter().map(message_json).collect();
+    let pending: Vec<_> = s
+        .pending_approvals
+        .iter()
+        .map(|a| json!({"id": a.id, "type": "mcp_approval_request", "server_label": a.server_label, "name": a.name, "arguments": a.arguments, "expires_at": a.expires_at}))
+        .collect();
     Ok(Json(json!({
         "id": s.id,
         "model": s.model,
         "created": s.created,
         "updated": s.updated,
         "messages": messages,
+        "pending_approvals": pending,
     })))
 }
 
@@ -230,6 +236,10 @@ fn render(event: Event) -> Option<(&'static str, serde_json::Value)> {
                 "url": e.url,
                 "expires_at": e.expires_at,
             }),
+        ),
+        Event::ApprovalRequired(a) => (
+            "approval_required",
+            json!({"id": a.id, "server_label": a.server_label, "name": a.name, "arguments": a.arguments, "expires_at": a.expires_at}),
         ),
         Event::ClientToolCall(_) | Event::Usage(_) => return None,
         Event::Response(r) => (

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, Inner, ModelRoute, ModelTable,
-    TurnUsage, prompt_tools, usage,
+    TurnUsage, approvals, prompt_tools, usage,
 };
 use crate::{
     config::ToolMode,
@@ -48,6 +48,8 @@ pub(super) struct Turn<'a> {
 struct Offer {
     mcp: HashMap<String, ToolSpec>,
     client: Vec<ToolDef>,
+    /// Exposed names whose calls wait for the caller's approval → the server's label.
+    needs_approval: HashMap<String, String>,
 }
 
 impl Offer {
@@ -114,7 +116,7 @@ impl<'a> Turn<'a> {
         })
         .await;
 
-        let offer = self.offer();
+        let offer = self.offer()?;
         let mode = self.route.tool_mode;
         let mut upstream = self.upstream_request(&offer, mode);
         let start_len = upstream.messages.len();
@@ -122,6 +124,10 @@ impl<'a> Turn<'a> {
         let mut total = TurnUsage::default();
         let mut executed = Vec::new();
         let mut iteration = 0u32;
+        let mut approval_requests = Vec::new();
+        // Calls an earlier turn left waiting for approval: run or skip them first.
+        self.resume_approvals(&mut upstream, &offer, mode, &mut executed)
+            .await?;
 
         let (message, finish) = loop {
             let completion = self.call_llm(&upstream, mode).await?;
@@ -155,6 +161,25 @@ impl<'a> Turn<'a> {
                 .iter()
                 .cloned()
                 .partition(|c| offer.is_client(&c.name));
+            let (waiting, server_calls): (Vec<_>, Vec<_>) = server_calls
+                .into_iter()
+                .partition(|c| offer.needs_approval.contains_key(&c.name));
+            for call in &waiting {
+                let label = offer.needs_approval.get(&call.name).map_or("", String::as_str);
+                let tool = offer.mcp.get(&call.name).map_or("", |s| s.tool.as_str());
+                let request = approvals::open(
+                    self.inner.sessions.as_ref(),
+                    self.session_id().as_deref(),
+                    call,
+                    label,
+                    tool,
+                    self.inner.settings.approval_timeout,
+                )
+                .await?;
+                self.emit(AgentEvent::ApprovalRequired(request.clone()))
+                    .await;
+                approval_requests.push(request);
+            }
             let assistant = match mode {
                 ToolMode::Native => Message {
                     tool_calls: calls.clone(),
@@ -164,37 +189,15 @@ impl<'a> Turn<'a> {
             };
             upstream.messages.push(assistant);
 
-            let mut results = self.execute(&server_calls, &offer).await?;
+            let results = self.execute(&server_calls, &offer).await?;
             let (sampled, estimated) = self.caller.take_usage();
             total.usage.add(sampled);
             total.estimated |= estimated;
-            for outcome in &mut results {
-                if self.caller.take_declined(&outcome.server) {
-                    outcome.text.push_str("\n\n");
-                    outcome.text.push_str(caller::DECLINED_NOTE);
-                }
-            }
             for (call, outcome) in server_calls.iter().zip(results) {
-                upstream.messages.push(match mode {
-                    ToolMode::Native => Message::tool_result(&call.id, &outcome.text),
-                    ToolMode::Prompt => Message::new(
-                        Role::User,
-                        prompt_tools::result_message(&call.name, outcome.ok, &outcome.text),
-                    ),
-                });
-                executed.push(ExecutedCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    server: outcome.server,
-                    tool: outcome.tool,
-                    arguments: call.arguments.clone(),
-                    ok: outcome.ok,
-                    result: outcome.text,
-                    duration: outcome.duration,
-                });
+                self.push_result(&mut upstream, &mut executed, mode, call, outcome);
             }
 
-            if !client_calls.is_empty() {
+            if !client_calls.is_empty() || !waiting.is_empty() {
                 for call in &client_calls {
                     self.emit(AgentEvent::ClientToolCall(call.clone())).await;
                 }
@@ -203,9 +206,15 @@ impl<'a> Turn<'a> {
                 } else {
                     completion.content
                 };
+                // What the caller answers: the calls waiting for approval and its own.
+                let answered_by_caller = calls
+                    .iter()
+                    .filter(|c| offer.is_client(&c.name) || offer.needs_approval.contains_key(&c.name))
+                    .cloned()
+                    .collect();
                 break (
                     Message {
-                        tool_calls: client_calls,
+                        tool_calls: answered_by_caller,
                         ..Message::new(Role::Assistant, content)
                     },
                     Finish::ToolCalls,
@@ -244,7 +253,76 @@ impl<'a> Turn<'a> {
             usage: total,
             executed,
             new_messages,
+            approval_requests,
         })
+    }
+
+    /// A server-side call's outcome into the conversation and the executed list (a note is
+    /// added when the server's request for input was declined).
+    fn push_result(
+        &self,
+        upstream: &mut CompletionRequest,
+        executed: &mut Vec<ExecutedCall>,
+        mode: ToolMode,
+        call: &ToolCall,
+        mut outcome: crate::mcp::ToolOutcome,
+    ) {
+        if self.caller.take_declined(&outcome.server) {
+            outcome.text.push_str("\n\n");
+            outcome.text.push_str(caller::DECLINED_NOTE);
+        }
+        upstream.messages.push(match mode {
+            ToolMode::Native => Message::tool_result(&call.id, &outcome.text),
+            ToolMode::Prompt => Message::new(
+                Role::User,
+                prompt_tools::result_message(&call.name, outcome.ok, &outcome.text),
+            ),
+        });
+        executed.push(ExecutedCall {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            server: outcome.server,
+            tool: outcome.tool,
+            arguments: call.arguments.clone(),
+            ok: outcome.ok,
+            result: outcome.text,
+            duration: outcome.duration,
+        });
+    }
+
+    /// The caller's decisions on calls that waited for approval: each approved call runs
+    /// (exactly as stored), each denied or expired one gets a result saying so.
+    async fn resume_approvals(
+        &self,
+        upstream: &mut CompletionRequest,
+        offer: &Offer,
+        mode: ToolMode,
+        executed: &mut Vec<ExecutedCall>,
+    ) -> Result<(), CoreError> {
+        let mut run = Vec::new();
+        for (index, decision) in self.request.approvals.iter().enumerate() {
+            let resolution = approvals::resolve(
+                self.inner.sessions.as_ref(),
+                &upstream.messages,
+                decision,
+                index,
+            )
+            .await?;
+            match resolution {
+                approvals::Resolution::Run(call) => run.push(call),
+                approvals::Resolution::Skip(text) => {
+                    upstream.messages.push(match mode {
+                        ToolMode::Native => Message::tool_result(&decision.call_id, &text),
+                        ToolMode::Prompt => Message::new(Role::User, text),
+                    });
+                }
+            }
+        }
+        let results = self.execute(&run, offer).await?;
+        for (call, outcome) in run.iter().zip(results) {
+            self.push_result(upstream, executed, mode, call, outcome);
+        }
+        Ok(())
     }
 
     fn session_id(&self) -> Option<String> {
@@ -255,17 +333,70 @@ impl<'a> Turn<'a> {
     }
 
     /// The tools offered: MCP tools (minus names a client tool shadows) and client tools.
-    fn offer(&self) -> Offer {
+    /// Without `mcp` entries in the request, every operator tool; with them, only the named
+    /// servers' tools (narrowed by `allowed_tools`), some waiting for approval.
+    fn offer(&self) -> Result<Offer, CoreError> {
         let client = self.request.client_tools.clone();
-        let mcp = self
-            .inner
-            .hub
-            .tools()
-            .iter()
-            .filter(|t| !client.iter().any(|c| c.name == t.name))
-            .map(|t| (t.name.clone(), t.clone()))
-            .collect();
-        Offer { mcp, client }
+        let all = self.inner.hub.tools();
+        let access = self.request.access.as_deref();
+        // A tool the caller's key may not use is as absent as one no server offers.
+        let shadowed = |t: &ToolSpec| {
+            client.iter().any(|c| c.name == t.name)
+                || access.is_some_and(|a| !a.allows_tool(&t.server, &t.tool, &t.name))
+        };
+        let mut mcp = HashMap::new();
+        let mut needs_approval = HashMap::new();
+        if self.request.mcp_servers.is_empty() {
+            mcp.extend(
+                all.iter()
+                    .filter(|t| !shadowed(t))
+                    .map(|t| (t.name.clone(), t.clone())),
+            );
+        }
+        for server in &self.request.mcp_servers {
+            if server.url.is_some() && access.is_some_and(|a| !a.request_servers) {
+                return Err(CoreError::InvalidArgument {
+                    field: format!("{}.server_url", server.field),
+                    reason: "this API key may not name remote MCP servers".into(),
+                });
+            }
+            if server.url.is_some() {
+                return Err(CoreError::InvalidArgument {
+                    field: format!("{}.server_url", server.field),
+                    reason: "per-request remote MCP servers are off on this service; name a configured server by server_label alone".into(),
+                });
+            }
+            let visible = access.is_none_or(|a| a.allows_server(&server.label));
+            if !visible || !self.inner.hub.servers().iter().any(|s| s.name == server.label) {
+                return Err(CoreError::InvalidArgument {
+                    field: format!("{}.server_label", server.field),
+                    reason: format!(
+                        "no MCP server {:?} is configured (without server_url the label names a server of servers_config.json; ListTools lists them)",
+                        server.label
+                    ),
+                });
+            }
+            let allowed = |tool: &str| {
+                server
+                    .allowed_tools
+                    .as_ref()
+                    .is_none_or(|names| names.iter().any(|n| n == tool))
+            };
+            for t in all.iter().filter(|t| t.server == server.label) {
+                if !allowed(&t.tool) || shadowed(t) {
+                    continue;
+                }
+                if server.approval.requires(&t.tool) {
+                    needs_approval.insert(t.name.clone(), server.label.clone());
+                }
+                mcp.insert(t.name.clone(), t.clone());
+            }
+        }
+        Ok(Offer {
+            mcp,
+            client,
+            needs_approval,
+        })
     }
 
     /// The first upstream request; it takes the request's messages (no copy).

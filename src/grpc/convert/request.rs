@@ -4,7 +4,11 @@
 use serde_json::{Map, Value};
 
 use crate::{
-    agent::{AgentRequest, pending::ElicitationReply},
+    agent::{
+        AgentRequest, RequestServer,
+        approvals::{ApprovalDecision, ApprovalPolicy},
+        pending::ElicitationReply,
+    },
     error::CoreError,
     model::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
     pb::{self, json::struct_to_json},
@@ -24,7 +28,8 @@ pub fn agent_request(
     request: pb::ChatRequest,
     allow_empty: bool,
 ) -> Result<AgentRequest, CoreError> {
-    if request.messages.is_empty() && !allow_empty {
+    // A follow-up that only answers approvals carries no new message.
+    if request.messages.is_empty() && !allow_empty && request.approvals.is_empty() {
         return Err(invalid("messages", "must contain at least one message"));
     }
     let messages = request
@@ -71,6 +76,32 @@ pub fn agent_request(
     };
     let model = Some(request.model).filter(|m| !m.is_empty());
     let answers_elicitations = request.answers_elicitations;
+    let mut mcp_servers: Vec<RequestServer> = Vec::with_capacity(request.mcp_servers.len());
+    for (i, s) in request.mcp_servers.into_iter().enumerate() {
+        let server = request_server(s, &format!("mcp_servers[{i}]"))?;
+        if mcp_servers.iter().any(|o| o.label == server.label) {
+            return Err(invalid(
+                format!("{}.server_label", server.field),
+                format!("{:?} is named twice", server.label),
+            ));
+        }
+        mcp_servers.push(server);
+    }
+    let approvals = request
+        .approvals
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if a.tool_call_id.is_empty() {
+                return Err(invalid(format!("approvals[{i}].tool_call_id"), "is required"));
+            }
+            Ok(ApprovalDecision {
+                call_id: a.tool_call_id,
+                approve: a.approve,
+                reason: a.reason,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(AgentRequest {
         model,
         messages,
@@ -79,6 +110,50 @@ pub fn agent_request(
         tool_choice,
         session,
         answers_elicitations,
+        mcp_servers,
+        approvals,
+    })
+}
+
+/// One request MCP server, checked: a label of tool-name characters (it prefixes the names
+/// the model sees), an http(s) URL when given, a known approval mode.
+fn request_server(s: pb::McpServerTool, field: &str) -> Result<RequestServer, CoreError> {
+    if s.server_label.is_empty() || !valid_function_name(&s.server_label) {
+        return Err(invalid(
+            format!("{field}.server_label"),
+            "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
+        ));
+    }
+    if let Some(url) = &s.server_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(invalid(
+            format!("{field}.server_url"),
+            "must be an http(s) URL",
+        ));
+    }
+    let policy = s.require_approval.unwrap_or_default();
+    let by_default = match pb::ApprovalMode::try_from(policy.mode) {
+        Ok(pb::ApprovalMode::Unspecified | pb::ApprovalMode::Always) => true,
+        Ok(pb::ApprovalMode::Never) => false,
+        Err(_) => {
+            return Err(invalid(
+                format!("{field}.require_approval.mode"),
+                format!("unknown mode {}", policy.mode),
+            ));
+        }
+    };
+    Ok(RequestServer {
+        label: s.server_label,
+        url: s.server_url,
+        headers: s.headers.into_iter().collect(),
+        allowed_tools: s.allowed_tools.map(|t| t.tool_names),
+        approval: ApprovalPolicy {
+            by_default,
+            always: policy.always,
+            never: policy.never,
+        },
+        field: field.to_string(),
     })
 }
 

@@ -6,7 +6,9 @@ use prost_types::value::Kind;
 
 use super::{request::message_to_pb, request::tool_call_to_pb};
 use crate::{
-    agent::{AgentEvent, AgentResponse, ExecutedCall, Finish, TurnUsage},
+    agent::{
+        AgentEvent, AgentResponse, ExecutedCall, Finish, TurnUsage, approvals::ApprovalRequest,
+    },
     mcp::{ServerState, ToolSpec},
     pb::{self, json::json_to_prost},
     sessions::Session,
@@ -54,10 +56,23 @@ pub fn response_to_pb(r: AgentResponse) -> pb::ChatResponse {
         usage: Some(usage_to_pb(&r.usage)),
         message: Some(message_to_pb(&r.message)),
         tool_calls: r.executed.into_iter().map(executed_to_pb).collect(),
+        approval_requests: r.approval_requests.into_iter().map(approval_to_pb).collect(),
         id: r.id,
         session_id: r.session_id,
         model: r.model,
         created: r.created,
+    }
+}
+
+/// A call waiting for approval.
+pub fn approval_to_pb(r: ApprovalRequest) -> pb::ApprovalRequired {
+    pb::ApprovalRequired {
+        id: r.id,
+        server_label: r.server_label,
+        name: r.name,
+        function_name: r.function_name,
+        arguments: r.arguments,
+        expires_at: r.expires_at_ms / 1000,
     }
 }
 
@@ -112,6 +127,7 @@ pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
             duration_ms: millis(duration),
         }),
         AgentEvent::ClientToolCall(call) => Event::ClientToolCall(tool_call_to_pb(&call)),
+        AgentEvent::ApprovalRequired(r) => Event::ApprovalRequired(approval_to_pb(r)),
         AgentEvent::ElicitationRequired(open) => {
             Event::ElicitationRequired(pb::ElicitationRequired {
                 id: open.id,
@@ -128,13 +144,14 @@ pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
     pb::ChatEvent { event: Some(event) }
 }
 
-pub fn session_to_pb(s: Session) -> pb::Session {
+pub fn session_to_pb(s: Session, pending: Vec<ApprovalRequest>) -> pb::Session {
     pb::Session {
         id: s.id.as_str().to_string(),
         model: s.model,
         created: s.created_at,
         updated: s.updated_at,
         messages: s.messages.iter().map(message_to_pb).collect(),
+        pending_approvals: pending.into_iter().map(approval_to_pb).collect(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `POST /v1/chat/completions` (JSON and SSE), each a translation onto the in-process
 //! `ChatService`.
 
+mod mcp_tool;
 mod render;
 pub use render::finish_reason;
 pub mod request;

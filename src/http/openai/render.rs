@@ -35,6 +35,32 @@ struct OutMessage<'a> {
     refusal: Option<()>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OutToolCall<'a>>,
+    /// Extension: the server-side calls among `tool_calls` that wait for approval.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mcp_approval_requests: Vec<OutApproval<'a>>,
+}
+
+/// An `mcp_approval_requests` entry (the Responses API's `mcp_approval_request` item).
+#[derive(Serialize)]
+struct OutApproval<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    server_label: &'a str,
+    name: &'a str,
+    arguments: &'a str,
+}
+
+impl<'a> From<&'a pb::ApprovalRequired> for OutApproval<'a> {
+    fn from(a: &'a pb::ApprovalRequired) -> Self {
+        Self {
+            id: &a.id,
+            kind: "mcp_approval_request",
+            server_label: &a.server_label,
+            name: &a.name,
+            arguments: &a.arguments,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -123,6 +149,7 @@ pub fn completion(r: &pb::ChatResponse) -> Completion<'_> {
                 },
                 refusal: None,
                 tool_calls: tool_calls(calls, false),
+                mcp_approval_requests: r.approval_requests.iter().map(OutApproval::from).collect(),
             },
             finish_reason: finish_reason(r.finish_reason),
             logprobs: None,
@@ -159,6 +186,8 @@ struct Delta<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OutToolCall<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mcp_approval_requests: Vec<OutApproval<'a>>,
 }
 
 /// One piece of SSE output.
@@ -265,6 +294,28 @@ impl ChunkRenderer {
                 "mcp_tool_call_finished {}",
                 serde_json::json!({"id": t.id, "name": t.name, "ok": t.ok, "duration_ms": t.duration_ms})
             ))],
+            // A server-side call waiting for approval: a tool call the caller answers.
+            Event::ApprovalRequired(a) => {
+                let index = self.client_calls;
+                self.client_calls += 1;
+                let calls = vec![OutToolCall {
+                    index: Some(index),
+                    id: &a.id,
+                    kind: "function",
+                    function: OutFunction {
+                        name: &a.function_name,
+                        arguments: &a.arguments,
+                    },
+                }];
+                vec![Sse::Data(self.chunk(
+                    Delta {
+                        tool_calls: calls,
+                        mcp_approval_requests: vec![OutApproval::from(a)],
+                        ..Delta::default()
+                    },
+                    None,
+                ))]
+            }
             // This API cannot answer: its requests do not ask for these, so none come.
             Event::ToolCallStarted(_)
             | Event::ToolCallFinished(_)

@@ -54,7 +54,17 @@ pub struct StreamOptions {
 
 #[derive(Debug, Deserialize)]
 pub struct InMessage {
+    #[serde(default)]
     pub role: String,
+    /// `mcp_approval_response`: a Responses-style approval item among the messages.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Extension on a `tool` message: the caller's decision on a call that waited.
+    pub approval: Option<InApproval>,
+    /// `mcp_approval_response` fields.
+    pub approval_request_id: Option<String>,
+    pub approve: Option<bool>,
+    pub reason: Option<String>,
     pub content: Option<Content>,
     pub name: Option<String>,
     pub tool_call_id: Option<String>,
@@ -70,6 +80,12 @@ pub struct Part {
     #[serde(rename = "type")]
     pub kind: String,
     pub text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InApproval {
+    pub approve: Option<bool>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +105,10 @@ pub struct InFunctionCall {
 pub struct InTool {
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
-    pub function: InFunction,
+    pub function: Option<InFunction>,
+    /// The fields of an `mcp` tool.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 fn function_type() -> String {
@@ -135,18 +154,37 @@ impl CompletionRequest {
                 "predicted outputs are not supported",
             ));
         }
-        let messages = self
-            .messages
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| message(m, i))
-            .collect::<Result<_, _>>()?;
-        let tools = self
-            .tools
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| tool(t, i))
-            .collect::<Result<_, _>>()?;
+        let mut messages = Vec::with_capacity(self.messages.len());
+        let mut approvals = Vec::new();
+        for (i, m) in self.messages.into_iter().enumerate() {
+            let field = format!("messages[{i}]");
+            if m.kind.as_deref() == Some("mcp_approval_response") {
+                approvals.push(super::mcp_tool::approval(
+                    m.approval_request_id,
+                    m.approve,
+                    m.reason,
+                    &field,
+                )?);
+            } else if let Some(a) = m.approval {
+                approvals.push(super::mcp_tool::approval(
+                    m.tool_call_id,
+                    a.approve,
+                    a.reason,
+                    &field,
+                )?);
+            } else {
+                messages.push(message(m, i)?);
+            }
+        }
+        let mut tools = Vec::with_capacity(self.tools.len());
+        let mut mcp_servers = Vec::new();
+        for (i, t) in self.tools.into_iter().enumerate() {
+            if t.kind == "mcp" {
+                mcp_servers.push(super::mcp_tool::server(&t.rest, i)?);
+            } else {
+                tools.push(tool(t, i)?);
+            }
+        }
         let tool_choice = self.tool_choice.map(tool_choice).transpose()?;
         let response_format = self.response_format.map(response_format).transpose()?;
         let stop = match self.stop {
@@ -161,6 +199,8 @@ impl CompletionRequest {
             new_session: false,
             // No way to ask an OpenAI client mid-call: elicitations are declined.
             answers_elicitations: false,
+            mcp_servers,
+            approvals,
             params: Some(pb::GenerationParams {
                 temperature: self.temperature,
                 top_p: self.top_p,
@@ -238,7 +278,13 @@ fn tool(t: InTool, i: usize) -> Result<pb::ToolDefinition, ApiError> {
             format!("tools of type {:?} are not supported", t.kind),
         ));
     }
-    let parameters = match t.function.parameters {
+    let Some(function) = t.function else {
+        return Err(ApiError::invalid(
+            Some(format!("tools[{i}].function")),
+            "a function tool needs its function",
+        ));
+    };
+    let parameters = match function.parameters {
         None => None,
         Some(v @ Value::Object(_)) => match json_to_prost(&v).kind {
             Some(prost_types::value::Kind::StructValue(s)) => Some(s),
@@ -252,10 +298,10 @@ fn tool(t: InTool, i: usize) -> Result<pb::ToolDefinition, ApiError> {
         }
     };
     Ok(pb::ToolDefinition {
-        name: t.function.name,
-        description: t.function.description,
+        name: function.name,
+        description: function.description,
         parameters,
-        strict: t.function.strict,
+        strict: function.strict,
     })
 }
 
