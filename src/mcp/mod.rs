@@ -26,6 +26,7 @@ mod call;
 mod handler;
 pub mod legacy_sse;
 pub mod naming;
+pub mod request_policy;
 pub mod result;
 mod supervisor;
 pub mod trace;
