@@ -343,3 +343,49 @@ fn a_zero_in_flight_limit_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn request_server_hosts_are_checked_at_start_up() {
+    Jail::expect_with(|jail| {
+        let none = Overrides::default();
+        let e = error_of(
+            jail,
+            &none,
+            &[(
+                "MCP_CHAT_REQUEST_SERVER_HOSTS",
+                "ok.example, bad.example/mcp",
+            )],
+        );
+        assert!(
+            e.contains("mcp.request_server_hosts")
+                && e.contains("MCP_CHAT_REQUEST_SERVER_HOSTS")
+                && e.contains("\"bad.example/mcp\""),
+            "{e}"
+        );
+        let e = error_of(jail, &none, &[("MCP_CHAT_REQUEST_SERVERS", "allow-list")]);
+        assert!(
+            e.contains("mcp.request_server_hosts") && e.contains("allows no server"),
+            "{e}"
+        );
+        let c = load_in(
+            jail,
+            &none,
+            &[
+                ("MCP_CHAT_REQUEST_SERVERS", "allow-list"),
+                (
+                    "MCP_CHAT_REQUEST_SERVER_HOSTS",
+                    "a.example,http://*.b.example:8080",
+                ),
+                ("MCP_CHAT_REQUEST_SERVER_PRIVATE", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mcp.request_servers, RequestServersMode::AllowList);
+        assert_eq!(
+            c.mcp.request_server_hosts,
+            ["a.example", "http://*.b.example:8080"]
+        );
+        assert!(c.mcp.request_server_private);
+        Ok(())
+    });
+}

@@ -21,6 +21,9 @@ use super::{
 };
 use crate::config::ToolPrefix;
 
+/// A hub snapshot and the combined list made from it.
+type Combined = Option<(Arc<[ToolSpec]>, Arc<[ToolSpec]>)>;
+
 /// The hub and a request's own servers as one [`ToolHub`]; close it when the request ends.
 pub struct RequestHub {
     hub: Arc<dyn ToolHub>,
@@ -30,7 +33,7 @@ pub struct RequestHub {
     /// Exposed name -> (server position, the tool's own name).
     routes: HashMap<String, (usize, String)>,
     /// The hub snapshot last combined, and the combination.
-    combined: Mutex<Option<(Arc<[ToolSpec]>, Arc<[ToolSpec]>)>>,
+    combined: Mutex<Combined>,
 }
 
 impl RequestHub {
