@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
+    collections::BTreeMap,
     io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -24,8 +25,13 @@ use std::{
 };
 
 use mcp_chat::{
-    config::{McpConfig, ServersConfig},
-    mcp::{McpHub, ToolHub, ToolOutcome},
+    config::{McpConfig, RequestServersMode, ServersConfig, ToolPrefix},
+    mcp::{
+        McpHub, ToolHub, ToolOutcome,
+        request_hub::RequestHub,
+        request_policy::Refusal,
+        request_servers::{RequestServerClient, RequestServerError},
+    },
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -716,4 +722,188 @@ async fn the_conformance_suites_client_scenarios_pass_through_mcp_chat_tools() {
             "{scenario}:\n{report}"
         );
     }
+}
+
+/// Answers every HTTP request on a free port with a 307 to `location`; returns the port.
+async fn redirector(location: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let location = location.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Counts the connections made to a free port; returns the port and the count.
+async fn trap() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (port, hits)
+}
+
+fn request_client(hosts: &[String], private: bool) -> RequestServerClient {
+    let config = McpConfig {
+        request_servers: RequestServersMode::AllowList,
+        request_server_hosts: hosts.to_vec(),
+        request_server_private: private,
+        startup_timeout: Duration::from_secs(10),
+        ..mcp_config()
+    };
+    RequestServerClient::new(&config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_servers_connect_by_allow_list_and_refuse_the_rest() {
+    let (_server, url) = fixture_http();
+    let port = reqwest::Url::parse(&url).unwrap().port().unwrap();
+    let (trap_port, trap_hits) = trap().await;
+    let redirect_port = redirector(format!("http://127.0.0.1:{trap_port}/mcp")).await;
+    let none = BTreeMap::new();
+    let open = request_client(
+        &[
+            format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{redirect_port}"),
+            format!("localhost:{port}"),
+        ],
+        true,
+    );
+
+    // Chosen by URL on the allow-list (private addresses allowed): listed, named beside the
+    // hub's tools, called.
+    let hub = start(json!({"fix": {"command": fixture()}})).await;
+    let web = open.connect("web", &url, &none, None).await.unwrap();
+    assert_eq!(web.transport(), "streamable_http");
+    assert!(
+        web.tools().iter().any(|t| t.name == "echo"),
+        "{:?}",
+        web.tools()
+    );
+    let narrow = open
+        .connect("narrow", &url, &none, Some(&["echo".into(), "add".into()]))
+        .await
+        .unwrap();
+    let narrowed: Vec<_> = narrow.tools().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(narrowed, ["echo", "add"], "allowed_tools narrows");
+    let hub_dyn: Arc<dyn ToolHub> = hub.clone();
+    let view = RequestHub::new(hub_dyn, vec![web, narrow], ToolPrefix::OnCollision);
+    let tools = view.tools();
+    let mut names: Vec<_> = tools.iter().map(|t| t.name.as_str()).collect();
+    let total = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), total, "names stay unique: {names:?}");
+    let owner = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.server.clone())
+    };
+    assert_eq!(
+        owner("echo").as_deref(),
+        Some("fix"),
+        "the hub keeps its names"
+    );
+    assert_eq!(owner("web__echo").as_deref(), Some("web"));
+    assert_eq!(owner("narrow__add").as_deref(), Some("narrow"));
+    let out = view
+        .call("web__echo", json!({"text": "hi"}), CancellationToken::new())
+        .await;
+    assert!(
+        out.ok && out.text.ends_with("hi") && out.server == "web",
+        "{out:?}"
+    );
+    let out = view
+        .call(
+            "narrow__add",
+            json!({"a": 2, "b": 3}),
+            CancellationToken::new(),
+        )
+        .await;
+    assert!(out.ok && out.text.contains("\"sum\":5"), "{out:?}");
+    let out = view
+        .call("echo", json!({"text": "hub"}), CancellationToken::new())
+        .await;
+    assert!(out.ok && out.server == "fix", "{out:?}");
+    view.close().await;
+    let out = view
+        .call("web__echo", json!({"text": "hi"}), CancellationToken::new())
+        .await;
+    assert!(!out.ok, "closed: {out:?}");
+    hub.shutdown().await;
+
+    // A host not on the list.
+    let e = open
+        .connect("x", "https://elsewhere.example/mcp", &none, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, RequestServerError::Refused(Refusal::Host(_))),
+        "{e}"
+    );
+    // Plain http for a host listed without `http://`.
+    let e = open
+        .connect("x", &format!("http://localhost:{port}/mcp"), &none, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, RequestServerError::Refused(Refusal::PlainHttp(_))),
+        "{e}"
+    );
+    // A redirect to a URL the policy refuses is not followed.
+    let e = open
+        .connect(
+            "x",
+            &format!("http://127.0.0.1:{redirect_port}/mcp"),
+            &none,
+            None,
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, RequestServerError::Connect { .. }), "{e}");
+    assert!(!e.to_string().contains("/mcp"), "no path in the error: {e}");
+    assert_eq!(
+        trap_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+
+    // A listed name that resolves to 127.0.0.1 while private addresses are not allowed.
+    let closed = request_client(&[format!("http://localhost:{port}")], false);
+    let e = closed
+        .connect("x", &format!("http://localhost:{port}/mcp"), &none, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, RequestServerError::Refused(Refusal::Address { .. }))
+            && e.to_string().contains("loopback"),
+        "{e}"
+    );
 }

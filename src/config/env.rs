@@ -53,6 +53,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         "MCP_CHAT_MCP_MAX_RESTART_BACKOFF",
         "mcp.max_restart_backoff",
     ),
+    var("MCP_CHAT_REQUEST_SERVERS", "mcp.request_servers"),
+    var("MCP_CHAT_REQUEST_SERVER_HOSTS", "mcp.request_server_hosts"),
+    var(
+        "MCP_CHAT_REQUEST_SERVER_PRIVATE",
+        "mcp.request_server_private",
+    ),
     var("MCP_CHAT_SYSTEM_PROMPT", "agent.system_prompt"),
     var("MCP_CHAT_SYSTEM_PROMPT_FILE", "agent.system_prompt_file"),
     var("MCP_CHAT_MAX_TOOL_ITERATIONS", "agent.max_tool_iterations"),
@@ -92,6 +98,8 @@ pub fn is_text(key: &str) -> bool {
             | "agent.system_prompt"
             | "agent.system_prompt_file"
             | "mcp.servers_config"
+            | "mcp.request_servers"
+            | "mcp.request_server_hosts"
             | "sessions.store"
             | "log.level"
     )

@@ -9,6 +9,7 @@ mod duration;
 mod env;
 mod error;
 mod keys;
+mod hosts;
 mod load;
 pub mod servers;
 mod validate;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use env::{ENV_VARS, EnvVar};
 pub use error::{ConfigError, Problem};
 pub use keys::{KeyAccess, KeyConfig};
+pub use hosts::HostPattern;
 pub use load::{Overrides, load};
 pub use servers::{McpServerConfig, McpTransportConfig, ServersConfig};
 
@@ -233,6 +235,26 @@ pub struct McpConfig {
     /// Longest wait between two restarts of a failing server.
     #[serde(with = "duration")]
     pub max_restart_backoff: Duration,
+    /// Whether a request may name its own remote MCP server (`server_url`).
+    pub request_servers: RequestServersMode,
+    /// The hosts a request's `server_url` may name in `allow-list` mode ([`HostPattern`]s:
+    /// `example.com`, `*.example.com`, optional `:port`; `http://host` also allows plain http).
+    #[serde(deserialize_with = "string_list")]
+    pub request_server_hosts: Vec<String>,
+    /// Whether a request server may be reached at a loopback, private, link-local,
+    /// unique-local, unspecified or multicast address (after DNS resolution).
+    pub request_server_private: bool,
+}
+
+/// `mcp.request_servers`: whether requests may bring their own remote MCP servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequestServersMode {
+    /// Refused.
+    #[default]
+    Off,
+    /// Allowed for the hosts of `mcp.request_server_hosts`.
+    AllowList,
 }
 
 impl Default for McpConfig {
@@ -246,6 +268,9 @@ impl Default for McpConfig {
             max_tool_output: 64 * 1024,
             startup_timeout: Duration::from_secs(60),
             max_restart_backoff: Duration::from_secs(60),
+            request_servers: RequestServersMode::Off,
+            request_server_hosts: Vec::new(),
+            request_server_private: false,
         }
     }
 }

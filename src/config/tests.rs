@@ -119,7 +119,9 @@ fn every_documented_variable_sets_its_key() {
                 | "mcp.max_tool_output"
                 | "agent.max_tool_iterations"
                 | "agent.max_sampling_tokens" => "1000",
-                "agent.expose_tool_events" => "true",
+                "agent.expose_tool_events" | "mcp.request_server_private" => "true",
+                "mcp.request_servers" => "off",
+                "mcp.request_server_hosts" => "example.com, http://*.example.org:8080",
                 "mcp.tool_prefix" => "always",
                 "log.format" => "json",
                 "log.level" => "debug",
@@ -338,6 +340,52 @@ fn a_zero_in_flight_limit_is_refused() {
             message.contains("server.max_in_flight") && message.contains("MCP_CHAT_MAX_IN_FLIGHT"),
             "{message}"
         );
+        Ok(())
+    });
+}
+
+#[test]
+fn request_server_hosts_are_checked_at_start_up() {
+    Jail::expect_with(|jail| {
+        let none = Overrides::default();
+        let e = error_of(
+            jail,
+            &none,
+            &[(
+                "MCP_CHAT_REQUEST_SERVER_HOSTS",
+                "ok.example, bad.example/mcp",
+            )],
+        );
+        assert!(
+            e.contains("mcp.request_server_hosts")
+                && e.contains("MCP_CHAT_REQUEST_SERVER_HOSTS")
+                && e.contains("\"bad.example/mcp\""),
+            "{e}"
+        );
+        let e = error_of(jail, &none, &[("MCP_CHAT_REQUEST_SERVERS", "allow-list")]);
+        assert!(
+            e.contains("mcp.request_server_hosts") && e.contains("allows no server"),
+            "{e}"
+        );
+        let c = load_in(
+            jail,
+            &none,
+            &[
+                ("MCP_CHAT_REQUEST_SERVERS", "allow-list"),
+                (
+                    "MCP_CHAT_REQUEST_SERVER_HOSTS",
+                    "a.example,http://*.b.example:8080",
+                ),
+                ("MCP_CHAT_REQUEST_SERVER_PRIVATE", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mcp.request_servers, RequestServersMode::AllowList);
+        assert_eq!(
+            c.mcp.request_server_hosts,
+            ["a.example", "http://*.b.example:8080"]
+        );
+        assert!(c.mcp.request_server_private);
         Ok(())
     });
 }

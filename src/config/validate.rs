@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::{Config, ConfigError, Problem, Secret};
+use super::{Config, ConfigError, HostPattern, Problem, RequestServersMode, Secret};
 
 pub(super) fn resolve_and_check(
     config: &mut Config,
@@ -153,6 +153,19 @@ pub(super) fn resolve_and_check(
         );
     }
 
+    for pattern in &config.mcp.request_server_hosts {
+        if let Err(e) = HostPattern::parse(pattern) {
+            bad("mcp.request_server_hosts", e);
+        }
+    }
+    if config.mcp.request_servers == RequestServersMode::AllowList
+        && config.mcp.request_server_hosts.is_empty()
+    {
+        bad(
+            "mcp.request_server_hosts",
+            "is empty, so mcp.request_servers = \"allow-list\" allows no server: list the hosts a request may name".into(),
+        );
+    }
     if config.mcp.max_tool_output < 256 {
         bad("mcp.max_tool_output", "must be at least 256 bytes".into());
     }

@@ -1,4 +1,5 @@
-//! Routing one tool call: exposed name -> server, timeout reset by progress up to a hard
+//! Routing one tool call: exposed name -> server ([`call`]; [`call_with`] is the part a
+//! per-request server shares), timeout reset by progress up to a hard
 //! maximum, retries for transport failures and servers that are restarting (never for the
 //! tool's own `isError`), cancellation forwarded as `notifications/cancelled`, and the
 //! caller's trace context sent along in the request's `_meta` (`trace.rs`).
@@ -20,6 +21,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, ToolOutcome, asks::Caller, result, supervisor::Slot, trace};
+use crate::config::McpConfig;
 
 /// Why one attempt failed.
 enum Failure {
@@ -36,17 +38,15 @@ pub async fn call(
     cancel: CancellationToken,
     caller: Option<Arc<dyn Caller>>,
 ) -> ToolOutcome {
-    let started = Instant::now();
     let Some((slot, tool)) = shared.route(name) else {
         return ToolOutcome {
             server: String::new(),
             tool: name.to_string(),
             ok: false,
             text: format!("error: there is no tool named {name:?} (it may have been withdrawn)"),
-            duration: started.elapsed(),
+            duration: Duration::ZERO,
         };
     };
-    let server = slot.config.name.clone();
     // A caller that may take a while to answer the server's questions extends the timeout.
     let patience = caller
         .as_ref()
@@ -54,9 +54,52 @@ pub async fn call(
         .unwrap_or_default();
     // What the server asks during the call goes to this caller.
     let _caller = caller.map(|c| slot.callers.enter(c));
+    let base = slot.config.timeout.unwrap_or(shared.config.call_timeout);
+    let target = Target {
+        server: &slot.config.name,
+        tool: &tool,
+        timeout: base + patience,
+        config: &shared.config,
+    };
+    call_with(target, arguments, &cancel, || {
+        wait_for_peer(&slot, base, &cancel)
+    })
+    .await
+}
+
+/// One call's target and limits, for [`call_with`].
+pub(super) struct Target<'a> {
+    pub server: &'a str,
+    pub tool: &'a str,
+    /// The per-call timeout (reset by progress).
+    pub timeout: Duration,
+    /// `call_max_duration`, `call_retries`, `max_tool_output`.
+    pub config: &'a McpConfig,
+}
+
+/// Calls `target` with the peer `peer` gives for each attempt (it may wait for a server that
+/// restarts); retries transport failures, flattens the result (`result.rs`). Never fails as
+/// a Rust error: every failure is an outcome with `ok: false`.
+pub(super) async fn call_with<F, Fut>(
+    target: Target<'_>,
+    arguments: Value,
+    cancel: &CancellationToken,
+    mut peer: F,
+) -> ToolOutcome
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Peer<RoleClient>, String>>,
+{
+    let started = Instant::now();
+    let Target {
+        server,
+        tool,
+        timeout,
+        config,
+    } = target;
     let outcome = |ok: bool, text: String| ToolOutcome {
-        server: server.clone(),
-        tool: tool.clone(),
+        server: server.to_string(),
+        tool: tool.to_string(),
         ok,
         text,
         duration: started.elapsed(),
@@ -71,24 +114,24 @@ pub async fn call(
             );
         }
     };
-    let timeout = slot.config.timeout.unwrap_or(shared.config.call_timeout) + patience;
+    let max_total = config.call_max_duration.max(timeout);
     let mut attempt = 0;
     loop {
-        let peer = match wait_for_peer(&slot, timeout, &cancel).await {
+        let peer = match peer().await {
             Ok(peer) => peer,
             Err(text) => return outcome(false, text),
         };
         let failure =
-            match call_once(shared, &peer, &tool, arguments.clone(), timeout, &cancel).await {
+            match call_once(&peer, tool, arguments.clone(), timeout, max_total, cancel).await {
                 Ok(value) => {
                     let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
-                    let text = result::flatten(&value, shared.config.max_tool_output);
+                    let text = result::flatten(&value, config.max_tool_output);
                     return outcome(!is_error, text);
                 }
                 Err(f) => f,
             };
         match failure {
-            Failure::Retry(why) if attempt < shared.config.call_retries => {
+            Failure::Retry(why) if attempt < config.call_retries => {
                 attempt += 1;
                 tracing::info!(server = %server, tool = %tool, attempt, "retrying tool call: {why}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -161,11 +204,11 @@ impl Drop for CancelOnDrop {
 }
 
 async fn call_once(
-    shared: &Shared,
     peer: &Peer<RoleClient>,
     tool: &str,
     arguments: JsonObject,
     timeout: Duration,
+    max_total: Duration,
     cancel: &CancellationToken,
 ) -> Result<Value, Failure> {
     let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
@@ -173,7 +216,7 @@ async fn call_once(
     trace::inject(&mut params);
     let options = PeerRequestOptions::with_timeout(timeout)
         .reset_timeout_on_progress()
-        .with_max_total_timeout(shared.config.call_max_duration.max(timeout));
+        .with_max_total_timeout(max_total);
     let handle = peer
         .send_request_with_option(
             ClientRequest::CallToolRequest(Request::new(params)),

@@ -6,7 +6,8 @@
 //! When the stream is lost the transport reconnects (a few times, with a growing pause) and
 //! posts to the new endpoint; when it gives up, `receive` ends and the supervisor restarts
 //! the connection. A tool call's POST carries its trace context as `traceparent`/`tracestate`
-//! headers (`trace.rs`).
+//! headers (`trace.rs`). Logs and errors name the server's origin, never its URL's path or
+//! query.
 
 use std::{borrow::Cow, time::Duration};
 
@@ -109,7 +110,7 @@ impl Transport<RoleClient> for LegacySseTransport {
                 .json(&item)
                 .send()
                 .await
-                .map_err(|e| McpError::Connect(format!("POST failed: {e}")))?;
+                .map_err(|e| McpError::Connect(format!("POST failed: {}", e.without_url())))?;
             if !resp.status().is_success() {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
@@ -162,10 +163,10 @@ async fn read_loop(mut r: Reader) {
         r.first_failure = None;
         failures += 1;
         if failures > MAX_RECONNECTS || r.tx.is_closed() {
-            tracing::warn!(url = %r.url, "legacy SSE: giving up after {message}");
+            tracing::warn!(origin = %origin(&r.url), "legacy SSE: giving up after {message}");
             return;
         }
-        tracing::info!(url = %r.url, "legacy SSE: {message}; reconnecting");
+        tracing::info!(origin = %origin(&r.url), "legacy SSE: {message}; reconnecting");
         r.endpoint.send_replace(None);
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500) * failures) => {}
@@ -183,9 +184,9 @@ async fn read_stream(r: &Reader) -> Result<(), String> {
         .header(ACCEPT, HeaderValue::from_static("text/event-stream"))
         .send()
         .await
-        .map_err(|e| format!("GET {} failed: {e}", r.url))?;
+        .map_err(|e| format!("GET {} failed: {}", origin(&r.url), e.without_url()))?;
     if !resp.status().is_success() {
-        return Err(format!("GET {} answered {}", r.url, resp.status()));
+        return Err(format!("GET {} answered {}", origin(&r.url), resp.status()));
     }
     let mut events = SseStream::from_bytes_stream(resp.bytes_stream());
     while let Some(event) = events.next().await {
@@ -194,7 +195,7 @@ async fn read_stream(r: &Reader) -> Result<(), String> {
         match event.event.as_deref() {
             Some("endpoint") => {
                 let url = resolve_endpoint(&r.url, &data)?;
-                tracing::debug!(%url, "legacy SSE endpoint");
+                tracing::debug!(origin = %origin(&url), "legacy SSE endpoint");
                 r.endpoint.send_replace(Some(url));
             }
             None | Some("message") => {
@@ -207,13 +208,21 @@ async fn read_stream(r: &Reader) -> Result<(), String> {
                             return Ok(());
                         }
                     }
-                    Err(e) => tracing::warn!(url = %r.url, "legacy SSE: bad message: {e}"),
+                    Err(e) => {
+                        tracing::warn!(origin = %origin(&r.url), "legacy SSE: bad message: {e}")
+                    }
                 }
             }
             Some(_) => {}
         }
     }
     Ok(())
+}
+
+/// What of a URL logs and errors show: its origin, never the path or query (a token may be
+/// in either) or a user.
+fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
 }
 
 /// Resolves the `endpoint` event's data against the SSE URL; it must stay on the same origin.
@@ -223,7 +232,9 @@ pub fn resolve_endpoint(base: &Url, data: &str) -> Result<Url, String> {
         .map_err(|e| format!("bad endpoint {data:?}: {e}"))?;
     if url.origin() != base.origin() {
         return Err(format!(
-            "endpoint {url} is not on the origin of {base}; refusing it"
+            "endpoint on {} is not on the origin of {}; refusing it",
+            origin(&url),
+            origin(base)
         ));
     }
     Ok(url)

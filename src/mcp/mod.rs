@@ -19,13 +19,28 @@
 //! Files: `transport.rs` (connection set-up, child processes), `legacy_sse.rs` (the
 //! 2024-11-05 SSE client transport), `supervisor.rs` (per-server task: restart, re-list),
 //! `naming.rs` (exposed names, schema repair), `call.rs` (call routing), `trace.rs` (the
-//! caller's trace context on tool calls), `result.rs` (results as text for the model).
+//! caller's trace context on tool calls), `result.rs` (results as text for the model),
+//! `request_servers.rs` (a request's own remote servers: pooled client, connect, call),
+//! `request_policy.rs` (their allow-list and SSRF guard), `request_hub.rs` (the hub plus a
+//! request's servers as one [`ToolHub`]).
+//!
+//! # Per-request servers (issue #16)
+//! Build one [`request_servers::RequestServerClient::new`]`(&McpConfig)` at start-up. Per
+//! request: [`request_servers::RequestServerClient::connect`]`(label, url, headers,
+//! allowed_tools)` for each server the request names (a
+//! [`request_servers::RequestServerError::Refused`] is a 400 naming `server_url`, `Header`
+//! one naming `headers`), then [`request_hub::RequestHub::new`]`(hub, servers,
+//! mcp.tool_prefix)` and run the turn on it as the `Arc<dyn ToolHub>`; call
+//! [`request_hub::RequestHub::close`] when the request ends.
 
 pub mod asks;
 mod call;
 mod handler;
 pub mod legacy_sse;
 pub mod naming;
+pub mod request_hub;
+pub mod request_policy;
+pub mod request_servers;
 pub mod result;
 mod supervisor;
 pub mod trace;

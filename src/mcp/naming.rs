@@ -4,7 +4,7 @@
 //! servers. A tool keeps its own (sanitised) name unless another server has a tool of the
 //! same name, or the prefix policy is `always`: then it becomes `server__tool`. Names longer
 //! than 64 characters are cut and given a short hash so they stay unique. The index built
-//! here is the only mapping back: [`ToolSpec::server`] and [`ToolSpec::tool`] hold the
+//! here is the only mapping back ([`extend_index`] names a request's own servers beside it): [`ToolSpec::server`] and [`ToolSpec::tool`] hold the
 //! original names.
 
 use std::collections::{HashMap, HashSet};
@@ -60,6 +60,47 @@ pub fn build_index(servers: &[(&str, &[ListedTool], bool)], prefix: ToolPrefix) 
                     input_schema: repair_schema(tool.input_schema.clone()),
                 });
             }
+        }
+    }
+    index
+}
+
+/// Names the tools of more servers (a request's own) beside `taken`, the tools already
+/// offered, whose names do not change. A tool keeps its own name unless it is already taken,
+/// another of these servers has a tool of that name, or the prefix policy is `always`: then
+/// it becomes `server__tool`, made unique like the rest.
+pub fn extend_index(
+    taken: &[ToolSpec],
+    servers: &[(&str, &[ListedTool])],
+    prefix: ToolPrefix,
+) -> Vec<ToolSpec> {
+    let mut owners: HashMap<String, HashSet<&str>> = HashMap::new();
+    for (server, tools) in servers {
+        for tool in tools.iter() {
+            owners
+                .entry(sanitize(&tool.name))
+                .or_default()
+                .insert(server);
+        }
+    }
+    let mut used: HashSet<String> = taken.iter().map(|t| t.name.clone()).collect();
+    let mut index = Vec::new();
+    for (server, tools) in servers {
+        for tool in tools.iter() {
+            let base = sanitize(&tool.name);
+            let shared = owners.get(&base).is_some_and(|s| s.len() > 1) || used.contains(&base);
+            let wanted = if prefix == ToolPrefix::Always || shared {
+                format!("{}{SEPARATOR}{base}", sanitize(server))
+            } else {
+                base
+            };
+            index.push(ToolSpec {
+                name: unique(fit(&wanted), &mut used),
+                server: (*server).to_string(),
+                tool: tool.name.clone(),
+                description: tool.description.clone(),
+                input_schema: repair_schema(tool.input_schema.clone()),
+            });
         }
     }
     index
@@ -213,6 +254,35 @@ mod tests {
         );
         assert_eq!(index.len(), 1);
         assert_eq!(index[0].name, "b__echo");
+    }
+
+    #[test]
+    fn more_servers_are_named_beside_the_taken_names_which_stay() {
+        let hub = build_index(
+            &[("fix", &[tool("echo"), tool("add")], true)],
+            ToolPrefix::OnCollision,
+        );
+        let r1 = [tool("echo"), tool("mul"), tool("div")];
+        let r2 = [tool("div")];
+        let more = extend_index(&hub, &[("req", &r1), ("two", &r2)], ToolPrefix::OnCollision);
+        let names: Vec<_> = more.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["req__echo", "mul", "req__div", "two__div"]);
+        assert_eq!(
+            (more[0].server.as_str(), more[0].tool.as_str()),
+            ("req", "echo")
+        );
+        // A prefixed name that is itself taken still ends up unique.
+        let taken = [
+            ToolSpec {
+                name: "req__echo".into(),
+                ..hub[0].clone()
+            },
+            hub[0].clone(),
+        ];
+        let more = extend_index(&taken, &[("req", &r1[..1])], ToolPrefix::OnCollision);
+        assert_eq!(more[0].name, "req__echo_2");
+        let more = extend_index(&[], &[("req", &r1[1..2])], ToolPrefix::Always);
+        assert_eq!(more[0].name, "req__mul");
     }
 
     #[test]

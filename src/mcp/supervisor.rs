@@ -117,7 +117,12 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
             let listed = match transport::negotiated_version(conn.service.peer()) {
                 Ok(version) => {
                     tracing::debug!(server = %name, protocol_version = %version, "MCP handshake done");
-                    list_tools(&slot.config, conn.service.peer()).await
+                    list_tools(
+                        conn.service.peer(),
+                        slot.config.allowed_tools.as_deref(),
+                        &slot.config.disabled_tools,
+                    )
+                    .await
                 }
                 Err(e) => Err(e.to_string()),
             };
@@ -219,7 +224,7 @@ async fn serve(
                 }
             } => break Some(exit),
             () = list_changed.notified() => {
-                match tokio::time::timeout(shared.config.startup_timeout, list_tools(&slot.config, &peer)).await {
+                match tokio::time::timeout(shared.config.startup_timeout, list_tools(&peer, slot.config.allowed_tools.as_deref(), &slot.config.disabled_tools)).await {
                     Ok(Ok(tools)) => {
                         tracing::info!(server = %slot.config.name, tools = tools.len(), "tool list changed");
                         slot.update(|s| s.tools = tools.into());
@@ -252,10 +257,12 @@ async fn serve(
     reason
 }
 
-/// `tools/list` with pagination, filtered by the server's allow/deny lists.
-async fn list_tools(
-    config: &McpServerConfig,
+/// `tools/list` with pagination, filtered by a server's allow list (`None`: every tool) and
+/// deny list.
+pub(super) async fn list_tools(
     peer: &Peer<RoleClient>,
+    allowed: Option<&[String]>,
+    disabled: &[String],
 ) -> Result<Vec<ListedTool>, String> {
     let tools = peer
         .list_all_tools()
@@ -265,11 +272,8 @@ async fn list_tools(
         .into_iter()
         .filter(|t| {
             let name = t.name.as_ref();
-            config
-                .allowed_tools
-                .as_ref()
-                .is_none_or(|allowed| allowed.iter().any(|a| a == name))
-                && !config.disabled_tools.iter().any(|d| d == name)
+            allowed.is_none_or(|allowed| allowed.iter().any(|a| a == name))
+                && !disabled.iter().any(|d| d == name)
         })
         .map(|t| ListedTool {
             name: t.name.to_string(),

@@ -71,7 +71,8 @@ fn header(value: Option<&str>) -> Option<HeaderValue> {
 }
 
 /// rmcp's reqwest client for streamable HTTP, adding the trace headers of `tools/call`
-/// requests ([`headers_of`]) to their POST. Everything else is delegated unchanged.
+/// requests ([`headers_of`]) to their POST. Everything else is delegated, with the URL taken
+/// out of reqwest's errors (rmcp logs them, and a URL may carry a token in its path or query).
 #[derive(Clone)]
 pub struct TracingHttpClient(pub reqwest::Client);
 
@@ -87,6 +88,16 @@ fn with_trace(
     headers
 }
 
+/// The error with reqwest's URL taken out.
+async fn no_url<T>(
+    call: impl Future<Output = Result<T, StreamableHttpError<reqwest::Error>>>,
+) -> Result<T, StreamableHttpError<reqwest::Error>> {
+    call.await.map_err(|e| match e {
+        StreamableHttpError::Client(e) => StreamableHttpError::Client(e.without_url()),
+        other => other,
+    })
+}
+
 impl StreamableHttpClient for TracingHttpClient {
     type Error = reqwest::Error;
 
@@ -99,8 +110,10 @@ impl StreamableHttpClient for TracingHttpClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> impl Future<Output = PostResult> + Send + '_ {
         let custom_headers = with_trace(&message, custom_headers);
-        self.0
-            .post_message(uri, message, session_id, auth_header, custom_headers)
+        no_url(
+            self.0
+                .post_message(uri, message, session_id, auth_header, custom_headers),
+        )
     }
 
     fn post_message_with_max_sse_event_size(
@@ -113,14 +126,14 @@ impl StreamableHttpClient for TracingHttpClient {
         max_sse_event_size: usize,
     ) -> impl Future<Output = PostResult> + Send + '_ {
         let custom_headers = with_trace(&message, custom_headers);
-        self.0.post_message_with_max_sse_event_size(
+        no_url(self.0.post_message_with_max_sse_event_size(
             uri,
             message,
             session_id,
             auth_header,
             custom_headers,
             max_sse_event_size,
-        )
+        ))
     }
 
     fn post_message_with_response_limits(
@@ -133,14 +146,14 @@ impl StreamableHttpClient for TracingHttpClient {
         limits: StreamableHttpResponseLimits,
     ) -> impl Future<Output = PostResult> + Send + '_ {
         let custom_headers = with_trace(&message, custom_headers);
-        self.0.post_message_with_response_limits(
+        no_url(self.0.post_message_with_response_limits(
             uri,
             message,
             session_id,
             auth_header,
             custom_headers,
             limits,
-        )
+        ))
     }
 
     fn delete_session(
@@ -150,8 +163,10 @@ impl StreamableHttpClient for TracingHttpClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> impl Future<Output = Result<(), StreamableHttpError<reqwest::Error>>> + Send + '_ {
-        self.0
-            .delete_session(uri, session_id, auth_header, custom_headers)
+        no_url(
+            self.0
+                .delete_session(uri, session_id, auth_header, custom_headers),
+        )
     }
 
     fn get_stream(
@@ -162,8 +177,10 @@ impl StreamableHttpClient for TracingHttpClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> impl Future<Output = StreamResult> + Send + '_ {
-        self.0
-            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+        no_url(
+            self.0
+                .get_stream(uri, session_id, last_event_id, auth_header, custom_headers),
+        )
     }
 
     fn get_stream_with_max_sse_event_size(
@@ -175,14 +192,14 @@ impl StreamableHttpClient for TracingHttpClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> impl Future<Output = StreamResult> + Send + '_ {
-        self.0.get_stream_with_max_sse_event_size(
+        no_url(self.0.get_stream_with_max_sse_event_size(
             uri,
             session_id,
             last_event_id,
             auth_header,
             custom_headers,
             max_sse_event_size,
-        )
+        ))
     }
 }
 

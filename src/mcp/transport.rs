@@ -129,13 +129,13 @@ pub async fn connect(
 
 /// The two HTTP transports.
 #[derive(Clone, Copy)]
-enum Remote {
+pub(super) enum Remote {
     Streamable,
     LegacySse,
 }
 
 /// Connects over an HTTP transport: the transport is built, then the tail both share.
-async fn remote(
+pub(super) async fn remote(
     kind: Remote,
     handler: Handler,
     http: &reqwest::Client,
