@@ -100,11 +100,20 @@ mod tests {
         };
         let keys = ApiKeys::with_named(
             vec![Secret::new("plain")],
-            vec![(Secret::new("k-a"), access("alpha")), (Secret::new("k-b"), access("beta"))],
+            vec![
+                (Secret::new("k-a"), access("alpha")),
+                (Secret::new("k-b"), access("beta")),
+            ],
         );
         assert_eq!(keys.check(Some("Bearer plain")), Ok(None));
-        assert_eq!(keys.check(Some("Bearer k-b")).unwrap().unwrap().name, "beta");
-        assert_eq!(keys.check(Some("Bearer k-a")).unwrap().unwrap().name, "alpha");
+        assert_eq!(
+            keys.check(Some("Bearer k-b")).unwrap().unwrap().name,
+            "beta"
+        );
+        assert_eq!(
+            keys.check(Some("Bearer k-a")).unwrap().unwrap().name,
+            "alpha"
+        );
         assert_eq!(keys.check(Some("Bearer k-c")), Err(AuthError::Invalid));
     }
 }

@@ -61,6 +61,8 @@ pub enum ServerError {
     Upstream(#[from] crate::llm::LlmError),
     #[error("{0}")]
     Sessions(#[from] crate::sessions::SessionError),
+    #[error("{0}")]
+    RequestServers(#[from] crate::mcp::request_servers::RequestServerError),
 }
 
 /// Serves until `shutdown` is cancelled, then drains and returns.
@@ -107,6 +109,14 @@ pub async fn run(
         models: ModelTable::from_config(&config)?,
         settings: config.agent.clone(),
         lock_timeout: config.sessions.lock_timeout,
+        request_servers: if config.mcp.request_servers == crate::config::RequestServersMode::Off {
+            None
+        } else {
+            Some(Arc::new(
+                crate::mcp::request_servers::RequestServerClient::new(&config.mcp)?,
+            ))
+        },
+        tool_prefix: config.mcp.tool_prefix,
     });
     let named = config
         .api_keys

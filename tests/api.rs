@@ -787,3 +787,127 @@ async fn an_elicitation_during_a_chat_completion_is_declined_with_a_reason_the_m
         "{text}"
     );
 }
+
+/// A remote MCP server named by URL for one request, where the operator's allow-list lets
+/// it: only its allowed tools are offered and a call reaches it; a host off the list, a
+/// private address when private ones are not allowed, and an unknown label are 400s naming
+/// the field.
+#[tokio::test]
+async fn a_request_names_a_remote_mcp_server_on_the_allow_list() {
+    let (_web, url) = service::fixture_serving("--http", "web");
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let fake = FakeUpstream::with([
+        Reply::answer(Answer::text(&[]).tool_call("c1", "web__echo", &["{\"text\": \"hi\"}"])),
+        Reply::text(&["It echoed."]),
+    ])
+    .await;
+    let hosts = format!("http://127.0.0.1:{port},http://localhost:{port}");
+    let svc = start(
+        &fake,
+        &[
+            ("MCP_CHAT_REQUEST_SERVERS", "allow-list"),
+            ("MCP_CHAT_REQUEST_SERVER_HOSTS", &hosts),
+            ("MCP_CHAT_REQUEST_SERVER_PRIVATE", "true"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let chat = |tools: Value| {
+        client
+            .post(format!("{}/v1/chat/completions", svc.http()))
+            .json(&json!({"messages": [{"role": "user", "content": "echo hi"}], "tools": tools}))
+            .send()
+    };
+    let ok = chat(
+        json!([{"type": "mcp", "server_label": "web", "server_url": url,
+        "allowed_tools": ["echo"], "require_approval": "never"}]),
+    )
+    .await
+    .unwrap();
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"], "It echoed.",
+        "{body}"
+    );
+    let seen = fake.requests();
+    let offered: Vec<&str> = seen[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    // Unique beside the operator's `fx`, which has an `echo` too.
+    assert_eq!(
+        offered,
+        ["web__echo"],
+        "only the remote server's allowed tool"
+    );
+    let result = seen[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["content"], "[web] hi", "the remote server answered");
+
+    for (tools, param, says) in [
+        (
+            json!([{"type": "mcp", "server_label": "far", "server_url": "http://203.0.113.9/mcp"}]),
+            "mcp_servers[0].server_url",
+            "is not on this gateway's list of allowed MCP server hosts",
+        ),
+        (
+            json!([{"type": "mcp", "server_label": "nope"}]),
+            "mcp_servers[0].server_label",
+            "no MCP server \"nope\"",
+        ),
+    ] {
+        let refused = chat(tools.clone()).await.unwrap();
+        assert_eq!(refused.status(), 400, "{tools}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["param"], param, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+        assert!(
+            !message.contains("/mcp"),
+            "the URL's path is not echoed: {message}"
+        );
+    }
+    drop(svc);
+
+    // Private addresses not allowed: `localhost` is on the list but resolves to loopback.
+    let svc = start(
+        &fake,
+        &[
+            ("MCP_CHAT_REQUEST_SERVERS", "allow-list"),
+            ("MCP_CHAT_REQUEST_SERVER_HOSTS", &hosts),
+        ],
+    )
+    .await;
+    let local = url.replace("127.0.0.1", "localhost");
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", svc.http()))
+        .json(&json!({"messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "mcp", "server_label": "web", "server_url": local}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["error"]["param"], "mcp_servers[0].server_url",
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("loopback"),
+        "{body}"
+    );
+}

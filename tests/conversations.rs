@@ -723,7 +723,10 @@ async fn approvals_wait_in_the_store_and_resume_on_another_replica() {
     }];
     let status = ca.chat(request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("mcp_servers[0].server_label"), "{status:?}");
+    assert!(
+        status.message().contains("mcp_servers[0].server_label"),
+        "{status:?}"
+    );
 
     // 1. Approval needed (OpenAI's default): nothing runs; the turn ends with the call.
     let mut request = turn("What is 2+3?", None);
@@ -734,7 +737,11 @@ async fn approvals_wait_in_the_store_and_resume_on_another_replica() {
     let pending = &first.approval_requests;
     assert_eq!(pending.len(), 1, "{first:?}");
     assert_eq!(
-        (pending[0].id.as_str(), pending[0].server_label.as_str(), pending[0].name.as_str()),
+        (
+            pending[0].id.as_str(),
+            pending[0].server_label.as_str(),
+            pending[0].name.as_str()
+        ),
         ("c1", "fx", "add")
     );
     assert_eq!(pending[0].arguments, "{\"a\": 2, \"b\": 3}");
@@ -750,7 +757,9 @@ async fn approvals_wait_in_the_store_and_resume_on_another_replica() {
 
     // The other replica lists it, and runs it once approved.
     let stored = cb
-        .get_session(pb::GetSessionRequest { session_id: session.clone() })
+        .get_session(pb::GetSessionRequest {
+            session_id: session.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -767,7 +776,11 @@ async fn approvals_wait_in_the_store_and_resume_on_another_replica() {
     let second = cb.chat(follow_up.clone()).await.unwrap().into_inner();
     assert_eq!(second.message.unwrap().content, "The sum is 5.");
     assert_eq!(second.tool_calls.len(), 1, "{:?}", second.tool_calls);
-    assert!(second.tool_calls[0].result.contains("\"sum\":5"), "{:?}", second.tool_calls);
+    assert!(
+        second.tool_calls[0].result.contains("\"sum\":5"),
+        "{:?}",
+        second.tool_calls
+    );
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
         "add {\"a\":2,\"b\":3}\n",
@@ -775,12 +788,14 @@ async fn approvals_wait_in_the_store_and_resume_on_another_replica() {
     );
     // Answered: a second approval finds nothing waiting.
     assert!(
-        cb.get_session(pb::GetSessionRequest { session_id: session.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .pending_approvals
-            .is_empty()
+        cb.get_session(pb::GetSessionRequest {
+            session_id: session.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pending_approvals
+        .is_empty()
     );
 
     // 2. Stateless: a changed call is refused; a denial reaches the model with its reason.

@@ -134,7 +134,7 @@ pub async fn open(
 }
 
 /// What to do with one decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {
     /// Run exactly this call (the stored exposed name and arguments).
     Run(ToolCall),

@@ -34,7 +34,7 @@ use crate::{
     config::AgentConfig,
     error::CoreError,
     llm::LlmClient,
-    mcp::ToolHub,
+    mcp::{ToolHub, request_servers::RequestServerClient},
     sessions::{Session, SessionId, SessionStore},
 };
 
@@ -56,6 +56,9 @@ struct Inner {
     lock_timeout: Duration,
     /// Requests waiting on the caller (elicitations), kept in the session store.
     pending: Arc<pending::Pending>,
+    /// Connects the remote MCP servers requests name (`mcp.request_servers`).
+    request_servers: Option<Arc<RequestServerClient>>,
+    tool_prefix: crate::config::ToolPrefix,
 }
 
 /// What an agent is built from.
@@ -67,6 +70,10 @@ pub struct AgentParts {
     pub settings: AgentConfig,
     /// How long a turn waits for a session another request is using.
     pub lock_timeout: Duration,
+    /// Per-request remote MCP servers; `None`: refused.
+    pub request_servers: Option<Arc<RequestServerClient>>,
+    /// How request servers' tools are named beside the hub's.
+    pub tool_prefix: crate::config::ToolPrefix,
 }
 
 /// A stream of a turn's events; the last item is `Ok(AgentEvent::Done)` or an error.
@@ -81,6 +88,8 @@ impl Agent {
             models,
             settings,
             lock_timeout,
+            request_servers,
+            tool_prefix,
         } = parts;
         let pending = Arc::new(pending::Pending::new(
             sessions.clone(),
@@ -95,6 +104,8 @@ impl Agent {
                 settings,
                 lock_timeout,
                 pending,
+                request_servers,
+                tool_prefix,
             }),
         }
     }

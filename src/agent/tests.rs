@@ -195,6 +195,8 @@ fn parts(llm: Arc<ScriptedLlm>, hub: Arc<FakeHub>, config: &Config) -> Agent {
         models: ModelTable::from_config(config).unwrap(),
         settings: config.agent.clone(),
         lock_timeout: Duration::from_secs(1),
+        request_servers: None,
+        tool_prefix: config.mcp.tool_prefix,
     })
 }
 

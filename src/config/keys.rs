@@ -105,7 +105,10 @@ mod tests {
         });
         assert!(narrow.allows_tool("fx", "echo", "echo"));
         assert!(!narrow.allows_tool("fx", "add", "add"));
-        assert!(!narrow.allows_tool("web", "search", "search"), "server not allowed");
+        assert!(
+            !narrow.allows_tool("web", "search", "search"),
+            "server not allowed"
+        );
         assert!(narrow.allows_server("fx") && !narrow.allows_server("web"));
         assert!(narrow.allows_model("small") && !narrow.allows_model("big"));
         assert!(!narrow.request_servers);

@@ -8,8 +8,8 @@
 mod duration;
 mod env;
 mod error;
-mod keys;
 mod hosts;
+mod keys;
 mod load;
 pub mod servers;
 mod validate;
@@ -20,8 +20,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use env::{ENV_VARS, EnvVar};
 pub use error::{ConfigError, Problem};
-pub use keys::{KeyAccess, KeyConfig};
 pub use hosts::HostPattern;
+pub use keys::{KeyAccess, KeyConfig};
 pub use load::{Overrides, load};
 pub use servers::{McpServerConfig, McpTransportConfig, ServersConfig};
 

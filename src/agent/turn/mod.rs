@@ -34,6 +34,8 @@ type Events<'a> = Option<&'a mpsc::Sender<Result<AgentEvent, CoreError>>>;
 
 pub(super) struct Turn<'a> {
     inner: &'a Inner,
+    /// The tools of this turn: the hub, with the request's own servers when it names any.
+    hub: Arc<dyn crate::mcp::ToolHub>,
     route: Arc<ModelRoute>,
     request: AgentRequest,
     cancel: CancellationToken,
@@ -91,6 +93,7 @@ impl<'a> Turn<'a> {
         ));
         Self {
             inner,
+            hub: inner.hub.clone(),
             caller,
             route,
             request,
@@ -116,6 +119,11 @@ impl<'a> Turn<'a> {
         })
         .await;
 
+        // The request's remote servers, for this turn only (closed when it ends).
+        let request_hub = self.connect_request_servers().await?;
+        if let Some(hub) = &request_hub {
+            self.hub = hub.clone();
+        }
         let offer = self.offer()?;
         let mode = self.route.tool_mode;
         let mut upstream = self.upstream_request(&offer, mode);
@@ -165,7 +173,10 @@ impl<'a> Turn<'a> {
                 .into_iter()
                 .partition(|c| offer.needs_approval.contains_key(&c.name));
             for call in &waiting {
-                let label = offer.needs_approval.get(&call.name).map_or("", String::as_str);
+                let label = offer
+                    .needs_approval
+                    .get(&call.name)
+                    .map_or("", String::as_str);
                 let tool = offer.mcp.get(&call.name).map_or("", |s| s.tool.as_str());
                 let request = approvals::open(
                     self.inner.sessions.as_ref(),
@@ -209,7 +220,9 @@ impl<'a> Turn<'a> {
                 // What the caller answers: the calls waiting for approval and its own.
                 let answered_by_caller = calls
                     .iter()
-                    .filter(|c| offer.is_client(&c.name) || offer.needs_approval.contains_key(&c.name))
+                    .filter(|c| {
+                        offer.is_client(&c.name) || offer.needs_approval.contains_key(&c.name)
+                    })
                     .cloned()
                     .collect();
                 break (
@@ -290,6 +303,84 @@ impl<'a> Turn<'a> {
         });
     }
 
+    /// Connects the remote servers the request names (`server_url`), checked against the
+    /// operator's policy and the caller's key; `None` when it names none.
+    async fn connect_request_servers(
+        &self,
+    ) -> Result<Option<Arc<crate::mcp::request_hub::RequestHub>>, CoreError> {
+        use crate::mcp::request_servers::RequestServerError;
+        let remote: Vec<_> = self
+            .request
+            .mcp_servers
+            .iter()
+            .filter(|s| s.url.is_some())
+            .collect();
+        if remote.is_empty() {
+            return Ok(None);
+        }
+        let invalid = |field: String, reason: String| CoreError::InvalidArgument { field, reason };
+        let mut servers = Vec::with_capacity(remote.len());
+        for server in remote {
+            let url = server.url.as_deref().unwrap_or_default();
+            let field = |part: &str| format!("{}.{part}", server.field);
+            if self
+                .request
+                .access
+                .as_ref()
+                .is_some_and(|a| !a.request_servers)
+            {
+                return Err(invalid(
+                    field("server_url"),
+                    "this API key may not name remote MCP servers".into(),
+                ));
+            }
+            let Some(client) = &self.inner.request_servers else {
+                return Err(invalid(
+                    field("server_url"),
+                    "per-request remote MCP servers are off on this service (mcp.request_servers); name a configured server by server_label alone".into(),
+                ));
+            };
+            if self
+                .inner
+                .hub
+                .servers()
+                .iter()
+                .any(|s| s.name == server.label)
+            {
+                return Err(invalid(
+                    field("server_label"),
+                    format!(
+                        "{:?} is the name of a configured server; give the remote server another label",
+                        server.label
+                    ),
+                ));
+            }
+            let connected = client
+                .connect(
+                    &server.label,
+                    url,
+                    &server.headers,
+                    server.allowed_tools.as_deref(),
+                )
+                .await;
+            match connected {
+                Ok(s) => servers.push(s),
+                Err(RequestServerError::Refused(why)) => {
+                    return Err(invalid(field("server_url"), why.to_string()));
+                }
+                Err(e @ RequestServerError::Header { .. }) => {
+                    return Err(invalid(field("headers"), e.to_string()));
+                }
+                Err(e) => return Err(invalid(field("server_url"), e.to_string())),
+            }
+        }
+        Ok(Some(Arc::new(crate::mcp::request_hub::RequestHub::new(
+            self.inner.hub.clone(),
+            servers,
+            self.inner.tool_prefix,
+        ))))
+    }
+
     /// The caller's decisions on calls that waited for approval: each approved call runs
     /// (exactly as stored), each denied or expired one gets a result saying so.
     async fn resume_approvals(
@@ -337,7 +428,7 @@ impl<'a> Turn<'a> {
     /// servers' tools (narrowed by `allowed_tools`), some waiting for approval.
     fn offer(&self) -> Result<Offer, CoreError> {
         let client = self.request.client_tools.clone();
-        let all = self.inner.hub.tools();
+        let all = self.hub.tools();
         let access = self.request.access.as_deref();
         // A tool the caller's key may not use is as absent as one no server offers.
         let shadowed = |t: &ToolSpec| {
@@ -354,20 +445,9 @@ impl<'a> Turn<'a> {
             );
         }
         for server in &self.request.mcp_servers {
-            if server.url.is_some() && access.is_some_and(|a| !a.request_servers) {
-                return Err(CoreError::InvalidArgument {
-                    field: format!("{}.server_url", server.field),
-                    reason: "this API key may not name remote MCP servers".into(),
-                });
-            }
-            if server.url.is_some() {
-                return Err(CoreError::InvalidArgument {
-                    field: format!("{}.server_url", server.field),
-                    reason: "per-request remote MCP servers are off on this service; name a configured server by server_label alone".into(),
-                });
-            }
-            let visible = access.is_none_or(|a| a.allows_server(&server.label));
-            if !visible || !self.inner.hub.servers().iter().any(|s| s.name == server.label) {
+            let visible =
+                server.url.is_some() || access.is_none_or(|a| a.allows_server(&server.label));
+            if !visible || !self.hub.servers().iter().any(|s| s.name == server.label) {
                 return Err(CoreError::InvalidArgument {
                     field: format!("{}.server_label", server.field),
                     reason: format!(

@@ -35,7 +35,7 @@ impl Turn<'_> {
                 arguments: call.arguments.clone(),
             })
             .await;
-            let hub = self.inner.hub.clone();
+            let hub = self.hub.clone();
             let caller: Arc<dyn Caller> = self.caller.clone();
             let cancel = self.cancel.child_token();
             let prepared = prepare(call, spec, offer);

@@ -93,7 +93,10 @@ pub fn agent_request(
         .enumerate()
         .map(|(i, a)| {
             if a.tool_call_id.is_empty() {
-                return Err(invalid(format!("approvals[{i}].tool_call_id"), "is required"));
+                return Err(invalid(
+                    format!("approvals[{i}].tool_call_id"),
+                    "is required",
+                ));
             }
             Ok(ApprovalDecision {
                 call_id: a.tool_call_id,
@@ -112,6 +115,8 @@ pub fn agent_request(
         answers_elicitations,
         mcp_servers,
         approvals,
+        // Set by the service from the caller's key.
+        access: None,
     })
 }
 

@@ -56,7 +56,11 @@ pub fn response_to_pb(r: AgentResponse) -> pb::ChatResponse {
         usage: Some(usage_to_pb(&r.usage)),
         message: Some(message_to_pb(&r.message)),
         tool_calls: r.executed.into_iter().map(executed_to_pb).collect(),
-        approval_requests: r.approval_requests.into_iter().map(approval_to_pb).collect(),
+        approval_requests: r
+            .approval_requests
+            .into_iter()
+            .map(approval_to_pb)
+            .collect(),
         id: r.id,
         session_id: r.session_id,
         model: r.model,

@@ -138,10 +138,14 @@ pub fn approval(
     reason: Option<String>,
     field: &str,
 ) -> Result<pb::Approval, ApiError> {
-    let tool_call_id = call_id
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| bad(format!("{field}.tool_call_id"), "is required with an approval"))?;
-    let approve = approve.ok_or_else(|| bad(format!("{field}.approve"), "is required (true or false)"))?;
+    let tool_call_id = call_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+        bad(
+            format!("{field}.tool_call_id"),
+            "is required with an approval",
+        )
+    })?;
+    let approve =
+        approve.ok_or_else(|| bad(format!("{field}.approve"), "is required (true or false)"))?;
     Ok(pb::Approval {
         tool_call_id,
         approve,
@@ -160,19 +164,34 @@ mod tests {
 
     #[test]
     fn every_openai_shape_is_read() {
-        let t = parse(json!({"server_label": "fx", "allowed_tools": ["add"], "require_approval": "never"})).unwrap();
+        let t = parse(
+            json!({"server_label": "fx", "allowed_tools": ["add"], "require_approval": "never"}),
+        )
+        .unwrap();
         assert_eq!(t.allowed_tools.unwrap().tool_names, ["add"]);
         assert_eq!(t.require_approval.unwrap().mode(), pb::ApprovalMode::Never);
-        let t = parse(json!({"server_label": "fx", "allowed_tools": {"tool_names": ["a", "b"]},
-            "require_approval": {"never": {"tool_names": ["a"]}}})).unwrap();
+        let t = parse(
+            json!({"server_label": "fx", "allowed_tools": {"tool_names": ["a", "b"]},
+            "require_approval": {"never": {"tool_names": ["a"]}}}),
+        )
+        .unwrap();
         assert_eq!(t.allowed_tools.unwrap().tool_names, ["a", "b"]);
         let policy = t.require_approval.unwrap();
-        assert_eq!((policy.mode(), policy.never.as_slice()), (pb::ApprovalMode::Always, &["a".to_string()][..]));
-        let t = parse(json!({"server_label": "fx", "require_approval": {"always": {"tool_names": ["rm"]}}})).unwrap();
+        assert_eq!(
+            (policy.mode(), policy.never.as_slice()),
+            (pb::ApprovalMode::Always, &["a".to_string()][..])
+        );
+        let t = parse(
+            json!({"server_label": "fx", "require_approval": {"always": {"tool_names": ["rm"]}}}),
+        )
+        .unwrap();
         assert_eq!(t.require_approval.unwrap().mode(), pb::ApprovalMode::Never);
         let t = parse(json!({"server_label": "r", "server_url": "https://x.example/mcp", "headers": {"X-K": "v"}})).unwrap();
         assert_eq!(t.server_url.as_deref(), Some("https://x.example/mcp"));
-        assert_eq!(t.require_approval.unwrap().mode(), pb::ApprovalMode::Unspecified);
+        assert_eq!(
+            t.require_approval.unwrap().mode(),
+            pb::ApprovalMode::Unspecified
+        );
     }
 
     #[test]
@@ -180,10 +199,22 @@ mod tests {
         for (v, field) in [
             (json!({}), "tools[2].server_label"),
             (json!({"server_label": 3}), "tools[2].server_label"),
-            (json!({"server_label": "a", "allowed_tools": "x"}), "tools[2].allowed_tools"),
-            (json!({"server_label": "a", "require_approval": "sometimes"}), "tools[2].require_approval"),
-            (json!({"server_label": "a", "headers": {"k": 1}}), "tools[2].headers"),
-            (json!({"server_label": "a", "colour": "red"}), "tools[2].colour"),
+            (
+                json!({"server_label": "a", "allowed_tools": "x"}),
+                "tools[2].allowed_tools",
+            ),
+            (
+                json!({"server_label": "a", "require_approval": "sometimes"}),
+                "tools[2].require_approval",
+            ),
+            (
+                json!({"server_label": "a", "headers": {"k": 1}}),
+                "tools[2].headers",
+            ),
+            (
+                json!({"server_label": "a", "colour": "red"}),
+                "tools[2].colour",
+            ),
         ] {
             let e = parse(v.clone()).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(field), "{v}");

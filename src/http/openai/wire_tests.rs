@@ -268,3 +268,62 @@ fn errors_from_the_service() {
         .collect();
     assert_json_snapshot!(errors);
 }
+
+#[test]
+fn request_with_mcp_tools_and_approvals() {
+    let r = to_proto(json!({
+        "messages": [
+            {"role": "user", "content": "add 2 and 3"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"a\":2,\"b\":3}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "", "approval": {"approve": true}},
+            {"type": "mcp_approval_response", "approval_request_id": "c2", "approve": false, "reason": "no"}
+        ],
+        "tools": [
+            {"type": "mcp", "server_label": "fx", "allowed_tools": {"tool_names": ["add"]},
+             "require_approval": {"never": {"tool_names": ["echo"]}}},
+            {"type": "mcp", "server_label": "web", "server_url": "https://mcp.example.com/mcp",
+             "headers": {"X-Team": "a"}, "require_approval": "never", "server_description": "search"},
+            {"type": "function", "function": {"name": "local", "parameters": {"type": "object"}}}
+        ]
+    }));
+    assert_debug_snapshot!(r);
+}
+
+#[test]
+fn answers_with_calls_waiting_for_approval() {
+    let waiting = pb::ApprovalRequired {
+        id: "c1".into(),
+        server_label: "fx".into(),
+        name: "add".into(),
+        arguments: "{\"a\":2}".into(),
+        expires_at: 0,
+        function_name: "fx__add".into(),
+    };
+    let response = pb::ChatResponse {
+        id: "chatcmpl-1".into(),
+        model: "m".into(),
+        message: Some(pb::Message {
+            role: pb::Role::Assistant.into(),
+            tool_calls: vec![pb::ToolCall {
+                id: "c1".into(),
+                name: "fx__add".into(),
+                arguments: "{\"a\":2}".into(),
+            }],
+            ..Default::default()
+        }),
+        finish_reason: pb::FinishReason::ToolCalls.into(),
+        approval_requests: vec![waiting.clone()],
+        ..Default::default()
+    };
+    assert_json_snapshot!("approval_completion", render::completion(&response), {".created" => "[created]", ".system_fingerprint" => "[fingerprint]"});
+    let mut renderer = ChunkRenderer::new(false, false);
+    let mut out = renderer.push(&ev(Event::Start(pb::StreamStart {
+        id: "chatcmpl-1".into(),
+        model: "m".into(),
+        ..Default::default()
+    })));
+    out.extend(renderer.push(&ev(Event::ApprovalRequired(waiting))));
+    out.extend(renderer.push(&ev(Event::Response(response))));
+    assert_json_snapshot!("approval_chunks", sse_json(&out), {"[].created" => "[created]", "[].system_fingerprint" => "[fingerprint]"});
+}
