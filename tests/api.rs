@@ -911,3 +911,110 @@ async fn a_request_names_a_remote_mcp_server_on_the_allow_list() {
         "{body}"
     );
 }
+
+/// `[[api_keys]]`: a named key sees and can call only what its entry allows, on both APIs
+/// (tools, servers, models), and may not name remote servers; a plain key sees everything.
+#[tokio::test]
+async fn a_named_key_sees_only_what_its_entry_allows_on_both_apis() {
+    let fake = FakeUpstream::with([Reply::text(&["narrow answer"])]).await;
+    let dir = service::dir_with_servers(json!({
+        "fx": {"command": service::fixture_path()},
+        "other": {"command": service::fixture_path(), "args": ["--name", "other"]},
+    }));
+    let toml = format!(
+        r#"
+[upstream]
+base_url = "{}"
+default_model = "test-model"
+
+[[models]]
+id = "test-model"
+
+[[models]]
+id = "big-model"
+
+[[api_keys]]
+name = "narrow"
+key = "k-narrow"
+allowed_servers = ["fx"]
+allowed_tools = ["fx__echo"]
+models = ["test-model"]
+"#,
+        fake.base_url
+    );
+    std::fs::write(dir.path().join("mcp-chat.toml"), toml).unwrap();
+    let svc = Service::start_in(dir, &[("API_KEYS", "k-plain")], &[]).await;
+    let with_key = |key: &str| {
+        let mut request = tonic::Request::new(pb::ListToolsRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        request
+    };
+    let narrow = grpc(&svc).await.list_tools(with_key("k-narrow")).await.unwrap().into_inner();
+    let names: Vec<&str> = narrow.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["fx__echo"]);
+    let servers: Vec<&str> = narrow.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(servers, ["fx"]);
+    let plain = grpc(&svc).await.list_tools(with_key("k-plain")).await.unwrap().into_inner();
+    assert!(plain.tools.len() > 10 && plain.servers.len() == 2, "{plain:?}");
+
+    let http = reqwest::Client::new();
+    let models: Value = http
+        .get(format!("{}/v1/models", svc.http()))
+        .bearer_auth("k-narrow")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["test-model"]);
+    let hidden = http
+        .get(format!("{}/v1/models/big-model", svc.http()))
+        .bearer_auth("k-narrow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
+    let post = |body: Value| {
+        http.post(format!("{}/v1/chat/completions", svc.http()))
+            .bearer_auth("k-narrow")
+            .json(&body)
+            .send()
+    };
+    let big = post(json!({"model": "big-model", "messages": [{"role": "user", "content": "x"}]}))
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 404, "a model the key may not use is as unknown");
+    let remote = post(json!({"messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "mcp", "server_label": "r", "server_url": "https://mcp.example.com/mcp"}]}))
+    .await
+    .unwrap();
+    assert_eq!(remote.status(), 400);
+    let body: Value = remote.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("may not name remote MCP servers"),
+        "{body}"
+    );
+    let unseen = post(json!({"messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "mcp", "server_label": "other"}]}))
+    .await
+    .unwrap();
+    assert_eq!(unseen.status(), 400, "a server the key may not see is as unknown");
+    let ok = post(json!({"messages": [{"role": "user", "content": "hi"}]})).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let offered: Vec<String> = fake.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(offered, ["fx__echo"], "the model is offered only the key's tools");
+}
