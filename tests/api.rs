@@ -951,13 +951,26 @@ models = ["test-model"]
             .insert("authorization", format!("Bearer {key}").parse().unwrap());
         request
     };
-    let narrow = grpc(&svc).await.list_tools(with_key("k-narrow")).await.unwrap().into_inner();
+    let narrow = grpc(&svc)
+        .await
+        .list_tools(with_key("k-narrow"))
+        .await
+        .unwrap()
+        .into_inner();
     let names: Vec<&str> = narrow.tools.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["fx__echo"]);
     let servers: Vec<&str> = narrow.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(servers, ["fx"]);
-    let plain = grpc(&svc).await.list_tools(with_key("k-plain")).await.unwrap().into_inner();
-    assert!(plain.tools.len() > 10 && plain.servers.len() == 2, "{plain:?}");
+    let plain = grpc(&svc)
+        .await
+        .list_tools(with_key("k-plain"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        plain.tools.len() > 10 && plain.servers.len() == 2,
+        "{plain:?}"
+    );
 
     let http = reqwest::Client::new();
     let models: Value = http
@@ -992,7 +1005,11 @@ models = ["test-model"]
     let big = post(json!({"model": "big-model", "messages": [{"role": "user", "content": "x"}]}))
         .await
         .unwrap();
-    assert_eq!(big.status(), 404, "a model the key may not use is as unknown");
+    assert_eq!(
+        big.status(),
+        404,
+        "a model the key may not use is as unknown"
+    );
     let remote = post(json!({"messages": [{"role": "user", "content": "x"}],
         "tools": [{"type": "mcp", "server_label": "r", "server_url": "https://mcp.example.com/mcp"}]}))
     .await
@@ -1000,15 +1017,24 @@ models = ["test-model"]
     assert_eq!(remote.status(), 400);
     let body: Value = remote.json().await.unwrap();
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("may not name remote MCP servers"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not name remote MCP servers"),
         "{body}"
     );
     let unseen = post(json!({"messages": [{"role": "user", "content": "x"}],
         "tools": [{"type": "mcp", "server_label": "other"}]}))
     .await
     .unwrap();
-    assert_eq!(unseen.status(), 400, "a server the key may not see is as unknown");
-    let ok = post(json!({"messages": [{"role": "user", "content": "hi"}]})).await.unwrap();
+    assert_eq!(
+        unseen.status(),
+        400,
+        "a server the key may not see is as unknown"
+    );
+    let ok = post(json!({"messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let offered: Vec<String> = fake.requests()[0].body["tools"]
         .as_array()
@@ -1016,5 +1042,22 @@ models = ["test-model"]
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(offered, ["fx__echo"], "the model is offered only the key's tools");
+    assert_eq!(
+        offered,
+        ["fx__echo"],
+        "the model is offered only the key's tools"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", svc.http()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_chat_key_turns_total{key=\"narrow\"}"),
+        "the key's name is on the metric"
+    );
+    assert!(!metrics.contains("k-narrow"), "never the key itself");
 }

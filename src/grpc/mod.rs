@@ -84,6 +84,18 @@ impl ChatApi {
     }
 }
 
+/// Counts a turn under its named key (`key_turns_total`).
+fn count_key(access: Option<&crate::config::KeyAccess>) {
+    if let Some(access) = access {
+        crate::telemetry::metrics::metrics()
+            .key_turns
+            .get_or_create(&crate::telemetry::metrics::KeyLabels {
+                key: access.name.clone(),
+            })
+            .inc();
+    }
+}
+
 /// Names the not-ready servers in `metadata` (see [`pb::DEGRADED`]).
 fn mark_degraded(metadata: &mut MetadataMap, degraded: &[String]) {
     if degraded.is_empty() {
@@ -122,6 +134,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let access = self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
         let mut request = convert::agent_request(request.into_inner(), false)?;
+        count_key(access.as_deref());
         request.access = access;
         let degraded = self.settle(deadline.map(|(at, _)| at)).await;
         let cancel = CancellationToken::new();
@@ -155,6 +168,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let access = self.authorize(request.metadata())?;
         let deadline = deadline(request.metadata());
         let mut request = convert::agent_request(request.into_inner(), false)?;
+        count_key(access.as_deref());
         request.access = access;
         let deadline = deadline.map(|(at, _)| at);
         let degraded = self.settle(deadline).await;

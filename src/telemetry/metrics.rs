@@ -120,6 +120,13 @@ pub struct Metrics {
     pub mcp_server_up: Family<ServerLabels, Gauge>,
     pub mcp_server_restarts: Family<ServerLabels, Counter>,
     pub sessions_stored: Gauge,
+    /// Chat turns by named key (`[[api_keys]]`; the name, never the key).
+    pub key_turns: Family<KeyLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: String,
 }
 
 impl Metrics {
@@ -141,6 +148,7 @@ impl Metrics {
             mcp_server_up: Family::default(),
             mcp_server_restarts: Family::default(),
             sessions_stored: Gauge::default(),
+            key_turns: Family::default(),
             registry: Registry::default(),
         };
         for (name, family, help) in m.families() {
@@ -157,7 +165,7 @@ impl Metrics {
     /// Histograms are latencies, registered in seconds (the name gets `_seconds`); counters
     /// get `_total`.
     #[rustfmt::skip]
-    fn families(&self) -> [(&'static str, Registered, &'static str); 15] {
+    fn families(&self) -> [(&'static str, Registered, &'static str); 16] {
         fn f(family: &(impl Metric + Clone)) -> Registered {
             Registered(Box::new(family.clone()))
         }
@@ -177,6 +185,7 @@ impl Metrics {
             ("mcp_server_up",                 f(&self.mcp_server_up),         "1 when the MCP server is ready"),
             ("mcp_server_restarts",           f(&self.mcp_server_restarts),   "Restarts of the MCP server since start-up"),
             ("sessions_stored",               f(&self.sessions_stored),       "Stored sessions (where the store can count them cheaply)"),
+            ("key_turns",                     f(&self.key_turns),             "Chat turns by named API key ([[api_keys]] name)"),
         ]
     }
 
