@@ -1061,3 +1061,35 @@ models = ["test-model"]
     );
     assert!(!metrics.contains("k-narrow"), "never the key itself");
 }
+
+/// The upstream refusing this service's own key is the operator's problem: a 502 naming the
+/// setting (never the caller's 401 `invalid_api_key`), gRPC UNAVAILABLE, not retried.
+#[tokio::test]
+async fn an_upstream_401_is_a_502_naming_the_upstream_key_not_the_callers_401() {
+    let fake = FakeUpstream::with([
+        Reply::error(401, "Incorrect API key provided"),
+        Reply::error(401, "Incorrect API key provided"),
+    ])
+    .await;
+    let svc = start(&fake, &[("MCP_CHAT_UPSTREAM_MAX_RETRIES", "0")]).await;
+    let http = reqwest::Client::new();
+    let body = json!({"messages": [{"role": "user", "content": "x"}]});
+    let r = svc.post_chat(&http, &body).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["x-should-retry"], "false");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unauthorized", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OPENAI_API_KEY"),
+        "{v}"
+    );
+    let e = grpc(&svc).await.chat(user("x")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(
+        e.message().contains("refused this service's credentials"),
+        "{e:?}"
+    );
+}

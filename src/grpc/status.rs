@@ -78,11 +78,27 @@ fn session(error: SessionError) -> Status {
     }
 }
 
-/// Upstream failures: a 4xx keeps its class and message; 5xx, unreadable answers and
-/// broken streams are a bad gateway; timeouts are a gateway timeout.
+/// Upstream failures: a 4xx keeps its class and message, except the upstream refusing this
+/// service's own credentials (401, 403), which is the operator's to fix, never the caller's
+/// auth error: UNAVAILABLE (HTTP 502) naming the setting; 5xx, unreadable answers and broken
+/// streams are a bad gateway; timeouts are a gateway timeout.
 fn upstream(error: LlmError) -> Status {
     let message = error.to_string();
     match error {
+        LlmError::Status {
+            status: code @ (401 | 403),
+            ..
+        } => {
+            let reason = if code == 401 {
+                "upstream_unauthorized"
+            } else {
+                "upstream_forbidden"
+            };
+            let message = format!(
+                "the upstream LLM refused this service's credentials (HTTP {code}); the operator must fix the upstream key (OPENAI_API_KEY, or api_key / api_key_env of the model's [[models]] entry): {message}"
+            );
+            status(Code::Unavailable, reason, message, None)
+        }
         LlmError::Status {
             status: code @ 400..=499,
             retry_after,
@@ -90,8 +106,6 @@ fn upstream(error: LlmError) -> Status {
             ..
         } => {
             let (grpc, reason) = match code {
-                401 => (Code::Unauthenticated, "upstream_unauthorized"),
-                403 => (Code::PermissionDenied, "upstream_forbidden"),
                 404 => (Code::NotFound, "upstream_not_found"),
                 408 => (Code::DeadlineExceeded, "gateway_timeout"),
                 409 => (Code::Aborted, "upstream_conflict"),
@@ -177,8 +191,13 @@ mod tests {
             ),
             (
                 CoreError::Upstream(st(401)),
-                Code::Unauthenticated,
+                Code::Unavailable,
                 "upstream_unauthorized",
+            ),
+            (
+                CoreError::Upstream(st(403)),
+                Code::Unavailable,
+                "upstream_forbidden",
             ),
             (
                 CoreError::Upstream(st(429)),

@@ -141,7 +141,11 @@ impl From<Status> for ApiError {
             .and_then(|b| b.field_violations.first())
             .map(|v| v.field.clone());
         let retry_after = details.retry_info().and_then(|r| r.retry_delay);
-        let bad_gateway = reason.as_deref() == Some("bad_gateway");
+        // The upstream failed, or refused this service's own credentials: a bad gateway.
+        let bad_gateway = matches!(
+            reason.as_deref(),
+            Some("bad_gateway" | "upstream_unauthorized" | "upstream_forbidden")
+        );
         let (http, kind) = match status.code() {
             Code::InvalidArgument | Code::OutOfRange => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
@@ -166,6 +170,12 @@ impl From<Status> for ApiError {
             (_, Some(r)) if r != "invalid_request" => Some(r),
             _ => None,
         };
+        // A missing or refused setting is not fixed by retrying.
+        let no_retry = status.code() == Code::FailedPrecondition
+            || matches!(
+                code.as_deref(),
+                Some("upstream_unauthorized" | "upstream_forbidden")
+            );
         ApiError {
             status: http,
             message: status.message().to_string(),
@@ -173,8 +183,7 @@ impl From<Status> for ApiError {
             param,
             code,
             retry_after,
-            // A missing setting is not fixed by retrying.
-            no_retry: status.code() == Code::FailedPrecondition,
+            no_retry,
         }
     }
 }
