@@ -90,6 +90,9 @@ pub struct GenParams {
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
     pub max_tokens: Option<u32>,
+    /// `max_tokens` goes upstream as `max_completion_tokens` (the name the caller used, as
+    /// reasoning models refuse `max_tokens`; or what the model entry forces).
+    pub as_max_completion_tokens: bool,
     pub stop: Vec<String>,
     pub seed: Option<i64>,
     pub presence_penalty: Option<f32>,

@@ -1093,3 +1093,49 @@ async fn an_upstream_401_is_a_502_naming_the_upstream_key_not_the_callers_401() 
         "{e:?}"
     );
 }
+
+/// `max_completion_tokens` goes upstream under that name (reasoning models refuse
+/// `max_tokens`), `max_tokens` under its own; a `[[models]]` entry with
+/// `max_tokens_field = "max_tokens"` forces the older name for upstreams that know only it.
+#[tokio::test]
+async fn the_completion_limit_goes_upstream_under_the_name_the_caller_used() {
+    let fake = FakeUpstream::with([
+        Reply::text(&["a"]),
+        Reply::text(&["b"]),
+        Reply::text(&["c"]),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[upstream]\nbase_url = \"{}\"\ndefault_model = \"reasoner\"\n\n[[models]]\nid = \"reasoner\"\n\n[[models]]\nid = \"old\"\nmax_tokens_field = \"max_tokens\"\n",
+        fake.base_url
+    );
+    std::fs::write(dir.path().join("mcp-chat.toml"), toml).unwrap();
+    let svc = Service::start_in(dir, &[], &[]).await;
+    let http = reqwest::Client::new();
+    for body in [
+        json!({"model": "reasoner", "max_completion_tokens": 50, "messages": [{"role": "user", "content": "x"}]}),
+        json!({"model": "reasoner", "max_tokens": 60, "messages": [{"role": "user", "content": "x"}]}),
+        json!({"model": "old", "max_completion_tokens": 70, "messages": [{"role": "user", "content": "x"}]}),
+    ] {
+        assert_eq!(svc.post_chat(&http, &body).await.status(), 200);
+    }
+    let sent: Vec<(Value, Value)> = fake
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.body["max_completion_tokens"].clone(),
+                r.body["max_tokens"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (json!(50), Value::Null),
+            (Value::Null, json!(60)),
+            (Value::Null, json!(70)),
+        ]
+    );
+}

@@ -18,6 +18,8 @@ pub struct ModelRoute {
     pub tool_mode: ToolMode,
     pub context_window: u32,
     pub defaults: ModelParams,
+    /// Forces the name of the completion-length limit (`[[models]] max_tokens_field`).
+    pub max_tokens_field: Option<crate::config::MaxTokensField>,
     /// This model's upstream metric series, resolved once.
     pub metrics: ModelMetrics,
 }
@@ -49,6 +51,7 @@ impl ModelTable {
                     tool_mode: m.tool_mode,
                     context_window: m.context_window,
                     defaults: m.params,
+                    max_tokens_field: m.max_tokens_field,
                 }))
             })
             .collect::<Result<Vec<_>, LlmError>>()?;

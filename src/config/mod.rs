@@ -188,6 +188,21 @@ pub struct ModelConfig {
     /// Extra headers sent upstream with every call (values are secret).
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
+    /// Send the completion-length limit always under this name (`max_tokens` for
+    /// upstreams that do not know `max_completion_tokens`); unset: the name the caller used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_field: Option<MaxTokensField>,
+}
+
+/// The name of the completion-length limit in an upstream request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// `max_tokens`, which every OpenAI-compatible server knows.
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens`, OpenAI's newer name (required by its reasoning models).
+    MaxCompletionTokens,
 }
 
 /// Per-model generation defaults.

@@ -37,7 +37,12 @@ impl Serialize for ChatBody<'_> {
             map.serialize_entry("top_p", &v)?;
         }
         if let Some(v) = p.max_tokens {
-            map.serialize_entry("max_tokens", &v)?;
+            let name = if p.as_max_completion_tokens {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            map.serialize_entry(name, &v)?;
         }
         if !p.stop.is_empty() {
             map.serialize_entry("stop", &p.stop)?;

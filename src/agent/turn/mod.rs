@@ -527,6 +527,10 @@ impl<'a> Turn<'a> {
         params.temperature = params.temperature.or(d.temperature);
         params.top_p = params.top_p.or(d.top_p);
         params.max_tokens = params.max_tokens.or(d.max_tokens);
+        if let Some(field) = self.route.max_tokens_field {
+            params.as_max_completion_tokens =
+                field == crate::config::MaxTokensField::MaxCompletionTokens;
+        }
         params.presence_penalty = params.presence_penalty.or(d.presence_penalty);
         params.frequency_penalty = params.frequency_penalty.or(d.frequency_penalty);
         if tools.is_empty() {

@@ -262,6 +262,16 @@ fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, Co
     if p.max_tokens == Some(0) {
         return Err(invalid("params.max_tokens", "must be at least 1"));
     }
+    if p.max_completion_tokens == Some(0) {
+        return Err(invalid(
+            "params.max_completion_tokens",
+            "must be at least 1",
+        ));
+    }
+    let (max_tokens, as_max_completion_tokens) = match p.max_completion_tokens {
+        Some(n) => (Some(n), true),
+        None => (p.max_tokens, false),
+    };
     if p.stop.len() > 4 {
         return Err(invalid(
             "params.stop",
@@ -302,7 +312,8 @@ fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, Co
     Ok(GenParams {
         temperature,
         top_p,
-        max_tokens: p.max_tokens,
+        max_tokens,
+        as_max_completion_tokens,
         stop: p.stop,
         seed: p.seed,
         presence_penalty,

@@ -204,7 +204,8 @@ impl CompletionRequest {
             params: Some(pb::GenerationParams {
                 temperature: self.temperature,
                 top_p: self.top_p,
-                max_tokens: self.max_completion_tokens.or(self.max_tokens),
+                max_tokens: self.max_tokens,
+                max_completion_tokens: self.max_completion_tokens,
                 stop,
                 seed: self.seed,
                 presence_penalty: self.presence_penalty,
@@ -413,8 +414,8 @@ mod tests {
         assert_eq!(r.messages[3].tool_call_id.as_deref(), Some("c1"));
         let p = r.params.unwrap();
         assert_eq!(
-            (p.temperature, p.max_tokens, p.stop),
-            (Some(0.2), Some(9), vec!["END".to_string()])
+            (p.temperature, p.max_completion_tokens, p.max_tokens, p.stop),
+            (Some(0.2), Some(9), None, vec!["END".to_string()])
         );
         assert_eq!(
             r.tool_choice.unwrap().choice,
