@@ -850,3 +850,49 @@ async fn approvals_wait_in_the_store_and_resume_on_another_replica() {
         "neither the denied nor the expired call ran"
     );
 }
+
+/// DELETE while a turn runs on the session waits for the turn (it holds the session's
+/// lock) and then deletes: the session does not come back holding only that turn.
+#[tokio::test]
+async fn a_delete_during_a_running_turn_does_not_resurrect_the_session() {
+    let fake = FakeUpstream::with([
+        Reply::text(&["first"]),
+        Reply::text(&["slow second"]).delay(Duration::from_millis(800)),
+    ])
+    .await;
+    let svc = Service::start(&env(&fake, "memory://")).await;
+    let mut client = grpc(&svc).await;
+    let id = client
+        .chat(turn("one", None))
+        .await
+        .unwrap()
+        .into_inner()
+        .session_id
+        .unwrap();
+    let mut running = grpc(&svc).await;
+    // Streamed, so the fake's delay holds the turn open.
+    let second = tokio::spawn({
+        let id = id.clone();
+        async move {
+            let mut stream = running
+                .stream_chat(turn("two", Some(&id)))
+                .await
+                .unwrap()
+                .into_inner();
+            while stream.message().await.unwrap().is_some() {}
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client
+        .delete_session(pb::DeleteSessionRequest {
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    second.await.unwrap();
+    let gone = client
+        .get_session(pb::GetSessionRequest { session_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "the session stays deleted");
+}

@@ -137,8 +137,15 @@ impl Agent {
         approvals::of_session(self.inner.sessions.as_ref(), id.as_str()).await
     }
 
-    /// Deletes a stored session; not found when there was none.
+    /// Deletes a stored session; not found when there was none. It takes the session's lock
+    /// first, so a turn running on it finishes (and is stored) before the delete, instead of
+    /// storing itself after it and bringing the session back with only that turn.
     pub async fn delete_session(&self, id: &SessionId) -> Result<(), CoreError> {
+        let _lock = self
+            .inner
+            .sessions
+            .lock(id, self.inner.lock_timeout)
+            .await?;
         if self.inner.sessions.delete(id).await? {
             Ok(())
         } else {
