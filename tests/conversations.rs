@@ -896,3 +896,83 @@ async fn a_delete_during_a_running_turn_does_not_resurrect_the_session() {
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound, "the session stays deleted");
 }
+
+/// A session whose last turn ended in a client tool call goes on with a plain user message:
+/// the unanswered call is closed with a "not answered" result (OpenAI would refuse the
+/// history otherwise), every later turn works, and a tool result for no pending call is a 400.
+#[tokio::test]
+async fn an_unanswered_client_tool_call_does_not_break_the_session() {
+    let fake = FakeUpstream::with([
+        Reply::answer(Answer::text(&[]).tool_call(
+            "call_w",
+            "get_weather",
+            &["{\"city\": \"Paris\"}"],
+        )),
+        Reply::text(&["Never mind the weather."]),
+        Reply::text(&["Still fine."]),
+    ])
+    .await;
+    let svc = Service::start(&env(&fake, "memory://")).await;
+    let http = Client::new();
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let first = svc
+        .post_chat(
+            &http,
+            &json!({"session_id": "s-dangling", "tools": tools,
+            "messages": [{"role": "user", "content": "weather?"}]}),
+        )
+        .await;
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        first["choices"][0]["finish_reason"], "tool_calls",
+        "{first}"
+    );
+    for text in ["forget it", "and now?"] {
+        let r = svc
+            .post_chat(
+                &http,
+                &json!({"session_id": "s-dangling", "tools": tools,
+                "messages": [{"role": "user", "content": text}]}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    for request in &fake.requests()[1..] {
+        let messages = request.body["messages"].as_array().unwrap();
+        let at = messages
+            .iter()
+            .position(|m| m["tool_calls"].is_array())
+            .unwrap();
+        assert_eq!(messages[at + 1]["role"], "tool");
+        assert_eq!(messages[at + 1]["tool_call_id"], "call_w");
+        assert!(
+            messages[at + 1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("not answered"),
+            "{}",
+            messages[at + 1]
+        );
+    }
+    let stray = svc
+        .post_chat(
+            &http,
+            &json!({"session_id": "s-dangling",
+            "messages": [{"role": "tool", "tool_call_id": "call_other", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(stray.status(), 400);
+    let body: Value = stray.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("answers no pending tool call"),
+        "{body}"
+    );
+    assert_eq!(
+        fake.requests().len(),
+        3,
+        "the refused request never went upstream"
+    );
+}

@@ -315,7 +315,8 @@ async fn servers_sharing_tool_names_are_told_apart_and_a_missing_one_is_reported
     let names = names(&hub);
     assert!(
         names.contains(&"a__echo".into()) && names.contains(&"b__echo".into()),
-        "{names:?}"
+        "{names:?}\n{:?}",
+        hub.servers()
     );
     let out = call(&hub, "a__echo", json!({"text": "x"})).await;
     assert_eq!(out.text, "[a] x");

@@ -28,6 +28,7 @@ const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 mod caller;
 mod llm_call;
+mod repair;
 mod tools;
 
 type Events<'a> = Option<&'a mpsc::Sender<Result<AgentEvent, CoreError>>>;
@@ -127,7 +128,7 @@ impl<'a> Turn<'a> {
         let offer = self.offer()?;
         let mode = self.route.tool_mode;
         let mut upstream = self.upstream_request(&offer, mode);
-        let start_len = upstream.messages.len();
+        let mut start_len = upstream.messages.len();
         let max_iterations = self.inner.settings.max_tool_iterations;
         let mut total = TurnUsage::default();
         let mut executed = Vec::new();
@@ -136,6 +137,13 @@ impl<'a> Turn<'a> {
         // Calls an earlier turn left waiting for approval: run or skip them first.
         self.resume_approvals(&mut upstream, &offer, mode, &mut executed)
             .await?;
+        // Calls the caller left unanswered are closed, so the upstream accepts the history.
+        if mode == ToolMode::Native {
+            let closed = repair::close_dangling_calls(&mut upstream.messages, &mut start_len)?;
+            if closed > 0 {
+                tracing::info!(turn = %self.id, closed, "closed tool calls the conversation left unanswered");
+            }
+        }
 
         let (message, finish) = loop {
             let completion = self.call_llm(&upstream, mode).await?;
