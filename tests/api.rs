@@ -143,10 +143,16 @@ async fn grpc_stream_delivers_events_in_order_across_two_tool_iterations() {
             "content", "usage", "response"
         ]
     );
-    assert_eq!(text, "Let me add. Done: 2 and héllo");
+    // Each round's text, a blank line between rounds; the final response says the same.
+    assert_eq!(text, "Let me add. \n\nDone: 2 and héllo");
     let Some(Event::Response(r)) = last else {
         panic!()
     };
+    assert_eq!(
+        r.message.as_ref().unwrap().content,
+        text,
+        "stream and answer agree"
+    );
     assert_eq!(r.tool_calls.len(), 2);
     assert!(
         r.tool_calls[1].result.contains("héllo"),
@@ -1138,4 +1144,43 @@ async fn the_completion_limit_goes_upstream_under_the_name_the_caller_used() {
             (Value::Null, json!(70)),
         ]
     );
+}
+
+/// The whole answer carries the same text as the stream: every round's, separated.
+#[tokio::test]
+async fn a_whole_answer_has_the_text_of_every_round_like_the_stream() {
+    let round = || {
+        [
+            Reply::answer(Answer::text(&["Let me look that up."]).tool_call(
+                "c1",
+                "add",
+                &["{\"a\": 1, \"b\": 1}"],
+            )),
+            Reply::text(&["The answer ", "is 2."]),
+        ]
+    };
+    let fake = FakeUpstream::with(round().into_iter().chain(round())).await;
+    let svc = start(&fake, &[]).await;
+    let http = reqwest::Client::new();
+    let body = json!({"messages": [{"role": "user", "content": "1+1?"}]});
+    let whole: Value = svc.post_chat(&http, &body).await.json().await.unwrap();
+    let whole = whole["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(whole, "Let me look that up.\n\nThe answer is 2.");
+    let mut streamed = json!({"stream": true});
+    streamed["messages"] = body["messages"].clone();
+    let text = svc.post_chat(&http, &streamed).await.text().await.unwrap();
+    let deltas: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(deltas, whole, "the stream shows the same text");
 }

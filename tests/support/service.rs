@@ -19,6 +19,30 @@ pub struct Service {
     pub dir: tempfile::TempDir,
 }
 
+/// Waits for `/readyz` 200 on `http_port`; the exit status if the process ended first.
+async fn wait_ready_or_exit(child: &mut Child, http_port: u16) -> Option<ExitStatus> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{http_port}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not become ready in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -55,19 +79,31 @@ impl Service {
         Self::start_in(dir, env, &[]).await
     }
 
+    /// Starts the binary in `dir`; waits until `/readyz` answers 200. A port that another
+    /// test took between [`free_port`] and the bind makes the process exit at once: then it
+    /// is started again on new ports (three tries).
     pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Service {
-        let (http_port, grpc_port) = (free_port(), free_port());
-        let mut cmd = command(dir.path(), http_port, grpc_port);
-        cmd.envs(env.iter().copied()).args(args);
-        let child = cmd.spawn().unwrap();
-        let service = Service {
-            child,
-            http_port,
-            grpc_port,
-            dir,
-        };
-        service.wait_ready().await;
-        service
+        for attempt in 1..=3 {
+            let (http_port, grpc_port) = (free_port(), free_port());
+            let mut cmd = command(dir.path(), http_port, grpc_port);
+            cmd.envs(env.iter().copied()).args(args);
+            let mut child = cmd.spawn().unwrap();
+            match wait_ready_or_exit(&mut child, http_port).await {
+                None => {
+                    return Service {
+                        child,
+                        http_port,
+                        grpc_port,
+                        dir,
+                    };
+                }
+                Some(status) if attempt < 3 => {
+                    eprintln!("the service exited at start ({status}); again on new ports");
+                }
+                Some(status) => panic!("the service exited at start: {status}"),
+            }
+        }
+        unreachable!("three attempts")
     }
 
     pub fn http(&self) -> String {

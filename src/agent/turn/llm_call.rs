@@ -1,7 +1,7 @@
 //! A turn's upstream calls: the context fit, the call in its `llm.call` span with the
 //! upstream metrics, and streamed content relayed as it arrives.
 
-use std::time::Instant;
+use std::{sync::atomic::Ordering, time::Instant};
 
 use futures::StreamExt;
 use tracing::Instrument;
@@ -113,6 +113,7 @@ impl Turn<'_> {
             .cancellable(async { llm.stream(endpoint, request).await.map_err(CoreError::from) })
             .await?;
         let mut first = true;
+        let mut round_text = false;
         loop {
             let next = self.cancellable(async { Ok(stream.next().await) }).await?;
             match next {
@@ -125,6 +126,13 @@ impl Turn<'_> {
                             .observe(started.elapsed().as_secs_f64());
                     }
                     if mode == ToolMode::Native && !text.is_empty() {
+                        let earlier = self.streamed_text.swap(true, Ordering::Relaxed);
+                        let text = if !round_text && earlier {
+                            format!("{}{text}", super::ROUND_SEPARATOR)
+                        } else {
+                            text
+                        };
+                        round_text = true;
                         self.emit(AgentEvent::Content(text)).await;
                     }
                 }

@@ -23,6 +23,9 @@ use crate::{
     model::{Message, Role, ToolCall, ToolChoice, ToolDef},
 };
 
+/// Between the texts of two rounds of one turn (a whole answer and a stream alike).
+pub(super) const ROUND_SEPARATOR: &str = "\n\n";
+
 /// How long cancelled tool calls get to notify their servers before they are dropped.
 const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -43,6 +46,8 @@ pub(super) struct Turn<'a> {
     events: Events<'a>,
     id: String,
     created: i64,
+    /// Whether a stream has shown text already (a later round's text gets a separator).
+    streamed_text: std::sync::atomic::AtomicBool,
     /// Answers what the MCP servers ask during this turn's calls.
     caller: Arc<caller::TurnCaller>,
 }
@@ -95,6 +100,7 @@ impl<'a> Turn<'a> {
         Self {
             inner,
             hub: inner.hub.clone(),
+            streamed_text: std::sync::atomic::AtomicBool::new(false),
             caller,
             route,
             request,
@@ -145,8 +151,18 @@ impl<'a> Turn<'a> {
             }
         }
 
-        let (message, finish) = loop {
+        // The text the caller sees: every round's, separated by a blank line, the same in
+        // a stream (`llm_call.rs` puts the separator before a later round's first text) and
+        // in a whole answer. The session stores each round's message as it was.
+        let mut visible = String::new();
+        let (mut message, finish) = loop {
             let completion = self.call_llm(&upstream, mode).await?;
+            if mode == ToolMode::Native && !completion.content.is_empty() {
+                if !visible.is_empty() {
+                    visible.push_str(ROUND_SEPARATOR);
+                }
+                visible.push_str(&completion.content);
+            }
             match completion.usage {
                 Some(u) => total.usage.add(u),
                 None => {
@@ -246,7 +262,21 @@ impl<'a> Turn<'a> {
                 let note = format!(
                     "(stopped: the limit of {max_iterations} rounds of tool calls was reached before a final answer)"
                 );
-                self.emit(AgentEvent::Content(note.clone())).await;
+                let shown = if self
+                    .streamed_text
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    format!("{ROUND_SEPARATOR}{note}")
+                } else {
+                    note.clone()
+                };
+                self.emit(AgentEvent::Content(shown)).await;
+                if mode == ToolMode::Native {
+                    if !visible.is_empty() {
+                        visible.push_str(ROUND_SEPARATOR);
+                    }
+                    visible.push_str(&note);
+                }
                 let message = Message::new(Role::Assistant, note);
                 upstream.messages.push(message.clone());
                 break (message, Finish::IterationLimit);
@@ -260,6 +290,9 @@ impl<'a> Turn<'a> {
             }
         };
 
+        if mode == ToolMode::Native {
+            message.content = visible;
+        }
         self.emit(AgentEvent::Usage(total)).await;
         // With client-side calls, the stored assistant message keeps every call it made
         // (server-side ones have their results right after it); the caller answers the rest.
