@@ -864,12 +864,12 @@ async fn a_request_names_a_remote_mcp_server_on_the_allow_list() {
     for (tools, param, says) in [
         (
             json!([{"type": "mcp", "server_label": "far", "server_url": "http://203.0.113.9/mcp"}]),
-            "mcp_servers[0].server_url",
+            "tools[0].server_url",
             "is not on this gateway's list of allowed MCP server hosts",
         ),
         (
             json!([{"type": "mcp", "server_label": "nope"}]),
-            "mcp_servers[0].server_label",
+            "tools[0].server_label",
             "no MCP server \"nope\"",
         ),
     ] {
@@ -905,10 +905,7 @@ async fn a_request_names_a_remote_mcp_server_on_the_allow_list() {
         .unwrap();
     assert_eq!(refused.status(), 400);
     let body: Value = refused.json().await.unwrap();
-    assert_eq!(
-        body["error"]["param"], "mcp_servers[0].server_url",
-        "{body}"
-    );
+    assert_eq!(body["error"]["param"], "tools[0].server_url", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()

@@ -130,6 +130,43 @@ pub fn server(fields: &Map<String, Value>, i: usize) -> Result<pb::McpServerTool
     })
 }
 
+/// Where the proto's repeated fields came from in the OpenAI request, so an error naming
+/// `mcp_servers[j]` or `approvals[k]` names the client's own `tools[i]` or `messages[i]`.
+#[derive(Debug, Clone, Default)]
+pub struct FieldMap {
+    /// The `tools` index of each `mcp` entry, in order.
+    pub mcp: Vec<usize>,
+    /// The `messages` index of each approval, in order.
+    pub approvals: Vec<usize>,
+}
+
+impl FieldMap {
+    /// `error` with its `param` (and the message's leading field name) in the client's terms.
+    pub fn rename(&self, mut error: ApiError) -> ApiError {
+        let Some(param) = error.param.clone() else {
+            return error;
+        };
+        let renamed = [
+            ("mcp_servers[", "tools", &self.mcp),
+            ("approvals[", "messages", &self.approvals),
+        ]
+        .into_iter()
+        .find_map(|(prefix, to, positions)| {
+            let rest = param.strip_prefix(prefix)?;
+            let (index, tail) = rest.split_once(']')?;
+            let original = positions.get(index.parse::<usize>().ok()?)?;
+            Some(format!("{to}[{original}]{tail}"))
+        });
+        if let Some(renamed) = renamed {
+            if let Some(rest) = error.message.strip_prefix(param.as_str()) {
+                error.message = format!("{renamed}{rest}");
+            }
+            error.param = Some(renamed);
+        }
+        error
+    }
+}
+
 /// An approval: `{"approve": bool, "reason"?: string}` on a tool message, or a
 /// Responses-style `mcp_approval_response` item.
 pub fn approval(
@@ -192,6 +229,30 @@ mod tests {
             t.require_approval.unwrap().mode(),
             pb::ApprovalMode::Unspecified
         );
+    }
+
+    #[test]
+    fn service_errors_name_the_clients_fields() {
+        let map = FieldMap {
+            mcp: vec![2, 5],
+            approvals: vec![4],
+        };
+        let renamed = map.rename(ApiError::invalid(
+            Some("mcp_servers[1].server_url".into()),
+            "mcp_servers[1].server_url: host x is not allowed",
+        ));
+        assert_eq!(renamed.param.as_deref(), Some("tools[5].server_url"));
+        assert_eq!(
+            renamed.message,
+            "tools[5].server_url: host x is not allowed"
+        );
+        let renamed = map.rename(ApiError::invalid(
+            Some("approvals[0]".into()),
+            "approvals[0]: changed",
+        ));
+        assert_eq!(renamed.param.as_deref(), Some("messages[4]"));
+        let other = map.rename(ApiError::invalid(Some("messages".into()), "m"));
+        assert_eq!(other.param.as_deref(), Some("messages"));
     }
 
     #[test]

@@ -77,10 +77,17 @@ pub async fn chat_completions(
             .get("x-mcp-chat-tool-events")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v == "1" || v == "true");
+    let fields = body.field_map();
     let request = body.into_proto(super::session_header(&headers))?;
+    // The service names its proto fields; the client reads its own.
+    let rename = |status: tonic::Status| fields.rename(ApiError::from(status));
 
     if !stream {
-        let answer = state.api.chat(grpc_request(request, &headers)).await?;
+        let answer = state
+            .api
+            .chat(grpc_request(request, &headers))
+            .await
+            .map_err(rename)?;
         let (metadata, answer, _) = answer.into_parts();
         let mut response = Json(render::completion(&answer)).into_response();
         super::set_session_header(&mut response, answer.session_id.as_deref());
@@ -91,11 +98,14 @@ pub async fn chat_completions(
     let (metadata, events, _) = state
         .api
         .stream_chat(grpc_request(request, &headers))
-        .await?
+        .await
+        .map_err(rename)?
         .into_parts();
     // Hold the headers until the first event after `start`, so an error that comes before
     // any output (bad key, unknown model, upstream 4xx) is a real HTTP error status.
-    let (head, session_id, events) = sse::first_events(events).await?;
+    let (head, session_id, events) = sse::first_events(events)
+        .await
+        .map_err(|e| fields.rename(e))?;
     let mut renderer = ChunkRenderer::new(include_usage, expose_tools);
     let head: Vec<Sse> = head.iter().flat_map(|e| renderer.push(e)).collect();
     let rest = events.flat_map(move |item| {

@@ -132,6 +132,21 @@ fn unsupported(param: &str, message: impl Into<String>) -> ApiError {
 }
 
 impl CompletionRequest {
+    /// Where the `mcp` tools and the approvals sit in this request (for error names).
+    pub fn field_map(&self) -> super::mcp_tool::FieldMap {
+        super::mcp_tool::FieldMap {
+            mcp: (0..self.tools.len())
+                .filter(|&i| self.tools[i].kind == "mcp")
+                .collect(),
+            approvals: (0..self.messages.len())
+                .filter(|&i| {
+                    let m = &self.messages[i];
+                    m.kind.as_deref() == Some("mcp_approval_response") || m.approval.is_some()
+                })
+                .collect(),
+        }
+    }
+
     /// The proto request, or a 400 naming the parameter the service cannot honour.
     pub fn into_proto(self, session_id: Option<String>) -> Result<pb::ChatRequest, ApiError> {
         if self.n.is_some_and(|n| n != 1) {
