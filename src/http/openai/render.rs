@@ -241,6 +241,32 @@ impl ChunkRenderer {
         serde_json::to_string(&chunk).unwrap_or_default()
     }
 
+    /// One tool call for the caller to answer, as the next indexed `tool_calls` delta.
+    fn tool_call_chunk(
+        &mut self,
+        id: &str,
+        name: &str,
+        arguments: &str,
+        mcp_approval_requests: Vec<OutApproval<'_>>,
+    ) -> Sse {
+        let index = self.client_calls;
+        self.client_calls += 1;
+        let tool_calls = vec![OutToolCall {
+            index: Some(index),
+            id,
+            kind: "function",
+            function: OutFunction { name, arguments },
+        }];
+        Sse::Data(self.chunk(
+            Delta {
+                tool_calls,
+                mcp_approval_requests,
+                ..Delta::default()
+            },
+            None,
+        ))
+    }
+
     pub fn push(&mut self, event: &pb::ChatEvent) -> Vec<Sse> {
         let Some(event) = &event.event else {
             return Vec::new();
@@ -267,24 +293,7 @@ impl ChunkRenderer {
                 None,
             ))],
             Event::ClientToolCall(call) => {
-                let index = self.client_calls;
-                self.client_calls += 1;
-                let calls = vec![OutToolCall {
-                    index: Some(index),
-                    id: &call.id,
-                    kind: "function",
-                    function: OutFunction {
-                        name: &call.name,
-                        arguments: &call.arguments,
-                    },
-                }];
-                vec![Sse::Data(self.chunk(
-                    Delta {
-                        tool_calls: calls,
-                        ..Delta::default()
-                    },
-                    None,
-                ))]
+                vec![self.tool_call_chunk(&call.id, &call.name, &call.arguments, Vec::new())]
             }
             Event::ToolCallStarted(t) if self.expose_tools => vec![Sse::Comment(format!(
                 "mcp_tool_call_started {}",
@@ -295,27 +304,12 @@ impl ChunkRenderer {
                 serde_json::json!({"id": t.id, "name": t.name, "ok": t.ok, "duration_ms": t.duration_ms})
             ))],
             // A server-side call waiting for approval: a tool call the caller answers.
-            Event::ApprovalRequired(a) => {
-                let index = self.client_calls;
-                self.client_calls += 1;
-                let calls = vec![OutToolCall {
-                    index: Some(index),
-                    id: &a.id,
-                    kind: "function",
-                    function: OutFunction {
-                        name: &a.function_name,
-                        arguments: &a.arguments,
-                    },
-                }];
-                vec![Sse::Data(self.chunk(
-                    Delta {
-                        tool_calls: calls,
-                        mcp_approval_requests: vec![OutApproval::from(a)],
-                        ..Delta::default()
-                    },
-                    None,
-                ))]
-            }
+            Event::ApprovalRequired(a) => vec![self.tool_call_chunk(
+                &a.id,
+                &a.function_name,
+                &a.arguments,
+                vec![OutApproval::from(a)],
+            )],
             // This API cannot answer: its requests do not ask for these, so none come.
             Event::ToolCallStarted(_)
             | Event::ToolCallFinished(_)
