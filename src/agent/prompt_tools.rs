@@ -5,7 +5,10 @@
 
 use serde_json::Value;
 
-use crate::{mcp::ToolSpec, model::ToolDef};
+use crate::{
+    mcp::ToolSpec,
+    model::{Message, Role, ToolDef},
+};
 
 /// A call found in a reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,36 @@ pub fn result_message(tool: &str, ok: bool, text: &str) -> String {
         format!("Result of the tool {tool}:\n{text}")
     } else {
         format!("The tool {tool} failed:\n{text}")
+    }
+}
+
+/// A conversation in the form a prompt-mode upstream understands: an assistant message's
+/// `tool_calls` become the JSON calls it would have written, and each `tool` result (a
+/// client's answer to a call) becomes a user message, as the loop writes its own. Such an
+/// upstream never saw a tool call, so it would refuse (or misread) the native forms.
+pub fn to_prompt_form(messages: &mut [Message]) {
+    let mut names = std::collections::HashMap::new();
+    for m in messages.iter_mut() {
+        if m.role == Role::Assistant && !m.tool_calls.is_empty() {
+            let mut text = std::mem::take(&mut m.content);
+            for call in std::mem::take(&mut m.tool_calls) {
+                let arguments: Value = serde_json::from_str(&call.arguments)
+                    .unwrap_or(Value::String(call.arguments.clone()));
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(
+                    &serde_json::json!({"tool": call.name, "arguments": arguments}).to_string(),
+                );
+                names.insert(call.id, call.name);
+            }
+            m.content = text;
+        } else if m.role == Role::Tool {
+            let id = m.tool_call_id.take().unwrap_or_default();
+            let tool = names.get(&id).map_or("requested", String::as_str);
+            m.content = result_message(tool, true, &m.content);
+            m.role = Role::User;
+        }
     }
 }
 

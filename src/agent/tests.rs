@@ -432,6 +432,49 @@ async fn prompt_mode_parses_calls_and_feeds_results_as_user_messages() {
     assert!(last.content.contains("Result of the tool add:\n4"));
 }
 
+/// A client tool call answered by the caller reaches a prompt-mode upstream in its own
+/// form (the JSON call, then a user message with the result), never as `role: tool`.
+#[tokio::test]
+async fn prompt_mode_translates_a_client_tool_round_trip() {
+    let llm = ScriptedLlm::new(vec![text("It is sunny.")]);
+    let agent = agent_with(llm.clone(), Arc::default(), ToolMode::Prompt, 10);
+    let mut request = user("weather?");
+    request.client_tools = vec![crate::model::ToolDef {
+        name: "get_weather".into(),
+        description: "weather".into(),
+        parameters: serde_json::json!({"type": "object"}),
+        strict: None,
+    }];
+    request.messages.push(Message {
+        tool_calls: vec![crate::model::ToolCall {
+            id: "c9".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        }],
+        ..Message::new(Role::Assistant, "")
+    });
+    request.messages.push(Message::tool_result("c9", "sunny"));
+    let r = agent.chat(request, CancellationToken::new()).await.unwrap();
+    assert_eq!(r.message.content, "It is sunny.");
+    let sent = &llm.requests()[0].messages;
+    assert!(
+        sent.iter()
+            .all(|m| m.role != Role::Tool && m.tool_calls.is_empty()),
+        "{sent:?}"
+    );
+    let call = &sent[sent.len() - 2];
+    assert_eq!(
+        (call.role, call.content.as_str()),
+        (
+            Role::Assistant,
+            r#"{"arguments":{"city":"Paris"},"tool":"get_weather"}"#
+        )
+    );
+    let result = sent.last().unwrap();
+    assert_eq!(result.role, Role::User);
+    assert_eq!(result.content, "Result of the tool get_weather:\nsunny");
+}
+
 #[tokio::test]
 async fn stream_delivers_events_in_order_across_tool_calls() {
     let llm = ScriptedLlm::new(vec![

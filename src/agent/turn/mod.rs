@@ -533,6 +533,10 @@ impl<'a> Turn<'a> {
         }
         messages.append(&mut self.request.messages);
 
+        // A prompt-mode upstream knows no tool calls: the history is given in its own form.
+        if mode == ToolMode::Prompt {
+            prompt_tools::to_prompt_form(&mut messages);
+        }
         let tool_choice = self.request.tool_choice.clone();
         let offered = !(offer.mcp.is_empty() && offer.client.is_empty());
         let mut tools = Vec::new();
