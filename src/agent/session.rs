@@ -36,9 +36,17 @@ pub(super) async fn run(
     request.messages.extend(new.iter().cloned());
 
     let model = route.id.clone();
-    let response = Turn::new(inner, route, request, cancel, events)
-        .run()
-        .await?;
+    // A lock lost mid-turn (a shared store's lease that could not be renewed) stops the turn
+    // at once, before more output goes out; it could not be stored anyway.
+    let lost = lock.lost();
+    let turn_cancel = cancel.child_token();
+    let response = tokio::select! {
+        response = Turn::new(inner, route, request, turn_cancel.clone(), events).run() => response?,
+        () = lost.cancelled() => {
+            turn_cancel.cancel();
+            return Err(crate::sessions::SessionError::LockLost { id }.into());
+        }
+    };
 
     let mut turn = new;
     turn.extend(response.new_messages.iter().cloned());

@@ -14,6 +14,7 @@ use std::{
 };
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
 
 use super::{SessionError, SessionId};
 
@@ -35,6 +36,8 @@ pub(crate) enum Held {
 pub(crate) trait Lease: Send + Sync {
     fn key(&self) -> &str;
     fn token(&self) -> &str;
+    /// Cancelled once the lease is known to be lost.
+    fn lost(&self) -> CancellationToken;
 }
 
 impl SessionLock {
@@ -52,6 +55,15 @@ impl SessionLock {
         match &self.held {
             Held::Local(held) if held.tag == tag => Ok(()),
             _ => Err(foreign()),
+        }
+    }
+
+    /// Cancelled when the lock is lost while held (a shared backend's lease that could not
+    /// be renewed); an in-process lock is never lost.
+    pub fn lost(&self) -> CancellationToken {
+        match &self.held {
+            Held::Remote(lease) => lease.lost(),
+            Held::Local(_) => CancellationToken::new(),
         }
     }
 

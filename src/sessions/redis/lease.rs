@@ -45,6 +45,8 @@ pub(crate) struct RedisLease {
     token: String,
     conn: ConnectionManager,
     _renewal: Option<DropGuard>,
+    /// Cancelled when a renewal finds the lock gone (expired, or taken by another holder).
+    lost: CancellationToken,
 }
 
 impl Lease for RedisLease {
@@ -54,6 +56,10 @@ impl Lease for RedisLease {
 
     fn token(&self) -> &str {
         &self.token
+    }
+
+    fn lost(&self) -> CancellationToken {
+        self.lost.clone()
     }
 }
 
@@ -81,12 +87,15 @@ impl RedisLease {
                 .await
                 .map_err(backend)?;
             if taken.is_some() {
-                let renewal = renew.then(|| spawn_renewal(conn.clone(), &key, &token, lease));
+                let lost = CancellationToken::new();
+                let renewal =
+                    renew.then(|| spawn_renewal(conn.clone(), &key, &token, lease, lost.clone()));
                 return Ok(Self {
                     key,
                     token,
                     conn,
                     _renewal: renewal,
+                    lost,
                 });
             }
             let now = Instant::now();
@@ -104,12 +113,14 @@ impl RedisLease {
     }
 }
 
-/// Renews the lease every third of its length until the guard drops or the lock is lost.
+/// Renews the lease every third of its length until the guard drops or the lock is lost
+/// (then `lost` is cancelled, so the turn stops at once instead of learning it at the end).
 fn spawn_renewal(
     mut conn: ConnectionManager,
     key: &str,
     token: &str,
     lease: Duration,
+    lost: CancellationToken,
 ) -> DropGuard {
     let stop = CancellationToken::new();
     let stopped = stop.clone();
@@ -129,7 +140,8 @@ fn spawn_renewal(
             match renewed {
                 Ok(1) => {}
                 Ok(_) => {
-                    tracing::warn!(%key, "session lock lost before renewal; the turn will not be saved");
+                    tracing::warn!(%key, "session lock lost before renewal; stopping the turn, which will not be saved");
+                    lost.cancel();
                     break;
                 }
                 Err(e) => tracing::warn!(%key, error = %e, "cannot renew a session lock; retrying"),

@@ -152,6 +152,35 @@ async fn a_held_lease_is_renewed_past_its_length() {
     store.lock(&id, Duration::from_millis(250)).await.unwrap();
 }
 
+/// A lease that cannot be renewed (the key is gone: expired or deleted) is reported at
+/// once through `SessionLock::lost`, so the turn stops then, not at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_is_reported_at_the_next_renewal() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let store = RedisStore::open(&server.url, HOUR)
+        .await
+        .unwrap()
+        .with_lease(Duration::from_millis(300), true);
+    let id = SessionId::generate();
+    let lock = store.lock(&id, HOUR).await.unwrap();
+    let lost = lock.lost();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(!lost.is_cancelled(), "renewed while held");
+    // Another party removes the lock (as an expiry during a stall would).
+    let client = ::redis::Client::open(server.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(lock.lease().unwrap().key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_millis(400), lost.cancelled())
+        .await
+        .expect("the loss is noticed at the next renewal");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_set_key_ttls() {
     let Some(server) = RedisServer::start().await else {
