@@ -976,3 +976,67 @@ async fn an_unanswered_client_tool_call_does_not_break_the_session() {
         "the refused request never went upstream"
     );
 }
+
+/// A round that mixes a client tool call with an MCP call, without a session: the MCP call
+/// is not run then (the stateless caller would lose its result and send it back
+/// unanswered); the model makes it again after the client's result, and it runs once.
+#[tokio::test]
+async fn mixed_client_and_mcp_calls_run_the_side_effecting_tool_once() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("calls.log");
+    let dir = service::dir_with_servers(json!({
+        "fx": {"command": service::fixture_path(), "env": {"FIXTURE_CALL_LOG": log}},
+    }));
+    let fake = FakeUpstream::with([
+        Reply::answer(
+            Answer::text(&[])
+                .tool_call("call_w", "get_weather", &["{\"city\": \"Paris\"}"])
+                .tool_call("call_a", "add", &["{\"a\": 1, \"b\": 2}"]),
+        ),
+        Reply::answer(Answer::text(&[]).tool_call("call_a2", "add", &["{\"a\": 1, \"b\": 2}"])),
+        Reply::text(&["Sunny, and 3."]),
+    ])
+    .await;
+    let svc = Service::start_in(dir, &env(&fake, "memory://"), &[]).await;
+    let http = Client::new();
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let question = json!({"role": "user", "content": "weather and 1+2?"});
+    let first: Value = svc
+        .post_chat(&http, &json!({"tools": tools, "messages": [question]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let message = first["choices"][0]["message"].clone();
+    let ids: Vec<&str> = message["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["call_w"],
+        "only the client's call comes back: {first}"
+    );
+    assert!(!log.exists(), "the MCP call did not run yet");
+    let answer = json!({"role": "tool", "tool_call_id": "call_w", "content": "sunny"});
+    let second: Value = svc
+        .post_chat(
+            &http,
+            &json!({"tools": tools, "messages": [question, message, answer]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        second["choices"][0]["message"]["content"], "Sunny, and 3.",
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "add {\"a\":1,\"b\":2}\n",
+        "the side-effecting tool ran once"
+    );
+}

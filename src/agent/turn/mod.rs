@@ -189,10 +189,22 @@ impl<'a> Turn<'a> {
             }
 
             iteration += 1;
-            let (client_calls, server_calls): (Vec<_>, Vec<_>) = calls
+            let (client_calls, mut server_calls): (Vec<_>, Vec<_>) = calls
                 .iter()
                 .cloned()
                 .partition(|c| offer.is_client(&c.name));
+            // A round that mixes client and server-side calls runs no server-side call now:
+            // a caller without a session would lose their results and send the calls back
+            // unanswered (they would run twice). They are dropped from the round; the model
+            // makes them again once the client's results are in, and they run once.
+            let deferred = !client_calls.is_empty() && !server_calls.is_empty();
+            let calls: Vec<ToolCall> = if deferred {
+                tracing::info!(turn = %self.id, deferred = server_calls.len(), "server-side calls deferred until the client's results are in");
+                server_calls.clear();
+                client_calls.clone()
+            } else {
+                calls
+            };
             let (waiting, server_calls): (Vec<_>, Vec<_>) = server_calls
                 .into_iter()
                 .partition(|c| offer.needs_approval.contains_key(&c.name));
