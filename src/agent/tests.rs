@@ -653,3 +653,72 @@ async fn a_session_turn_is_stored_whole_or_not_at_all() {
     assert_eq!(last.messages.len(), 5, "stored 4 + the new user message");
     assert_eq!(agent.session(&id).await.unwrap().messages.len(), 6);
 }
+
+/// The context budget leaves room for the tools' definitions: with large schemas offered,
+/// more of the oldest history is dropped, and what is sent fits the window.
+#[tokio::test]
+async fn context_trimming_budgets_the_tool_schemas() {
+    let mut config = Config::default();
+    config.upstream.base_url = "http://127.0.0.1:9/v1".into();
+    config.models = vec![ModelConfig {
+        id: "m".into(),
+        context_window: 800,
+        ..ModelConfig::default()
+    }];
+    config.upstream.default_model = "m".into();
+    let history = || {
+        let mut m: Vec<Message> = (0..20)
+            .flat_map(|i| {
+                [
+                    Message::new(
+                        Role::User,
+                        format!("question {i}: what about the weather on day {i}?"),
+                    ),
+                    Message::new(
+                        Role::Assistant,
+                        format!("answer {i}: it will be sunny on day {i}."),
+                    ),
+                ]
+            })
+            .collect();
+        m.push(Message::new(Role::User, "and today?"));
+        m
+    };
+    let big_tool = crate::model::ToolDef {
+        name: "lookup".into(),
+        description: "word ".repeat(250),
+        parameters: json!({"type": "object"}),
+        strict: None,
+    };
+    let mut sent = Vec::new();
+    for tools in [Vec::new(), vec![big_tool]] {
+        let llm = ScriptedLlm::new(vec![text("ok")]);
+        let agent = parts(llm.clone(), Arc::default(), &config);
+        let request = AgentRequest {
+            messages: history(),
+            client_tools: tools.clone(),
+            ..AgentRequest::default()
+        };
+        agent.chat(request, CancellationToken::new()).await.unwrap();
+        let seen = llm.requests()[0].clone();
+        let tool_tokens: u32 = seen
+            .tools
+            .iter()
+            .map(|t| usage::count(&t.description) + usage::count(&t.parameters.to_string()))
+            .sum();
+        let message_tokens: u32 = seen
+            .messages
+            .iter()
+            .map(crate::sessions::message_tokens)
+            .sum();
+        assert!(
+            message_tokens + tool_tokens <= 800 - 200,
+            "{message_tokens} + {tool_tokens}"
+        );
+        sent.push(seen.messages.len());
+    }
+    assert!(
+        sent[1] < sent[0],
+        "the tools' tokens left less room for history: {sent:?}"
+    );
+}

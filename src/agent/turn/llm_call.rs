@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::Turn;
 use crate::{
-    agent::AgentEvent,
+    agent::{AgentEvent, usage},
     config::ToolMode,
     error::CoreError,
     llm::{Completion, CompletionRequest, LlmError, LlmEvent},
@@ -27,7 +27,21 @@ impl Turn<'_> {
             .max_tokens
             .unwrap_or(window / 4)
             .min(window / 2);
-        let trimmed = crate::sessions::trim_to_budget(&request.messages, window - reserve);
+        // The tools' definitions take part of the window too (counted once per turn).
+        let tools = *self.tool_tokens.get_or_init(|| {
+            request
+                .tools
+                .iter()
+                .map(|t| {
+                    usage::count(&t.name)
+                        + usage::count(&t.description)
+                        + usage::count(&t.parameters.to_string())
+                        + 8
+                })
+                .fold(0, u32::saturating_add)
+        });
+        let budget = (window - reserve).saturating_sub(tools).max(1);
+        let trimmed = crate::sessions::trim_to_budget(&request.messages, budget);
         if trimmed.len() == request.messages.len() {
             return None;
         }

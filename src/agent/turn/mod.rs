@@ -48,6 +48,8 @@ pub(super) struct Turn<'a> {
     created: i64,
     /// Whether a stream has shown text already (a later round's text gets a separator).
     streamed_text: std::sync::atomic::AtomicBool,
+    /// Tokens of the offered tools' definitions, for the context budget.
+    tool_tokens: std::sync::OnceLock<u32>,
     /// Answers what the MCP servers ask during this turn's calls.
     caller: Arc<caller::TurnCaller>,
 }
@@ -101,6 +103,7 @@ impl<'a> Turn<'a> {
             inner,
             hub: inner.hub.clone(),
             streamed_text: std::sync::atomic::AtomicBool::new(false),
+            tool_tokens: std::sync::OnceLock::new(),
             caller,
             route,
             request,
