@@ -1,6 +1,10 @@
 //! One turn of the loop: LLM call → tool calls (concurrently, through the hub) → tool
 //! results → LLM call …, until the model answers, calls a client-side tool, or the
 //! iteration limit is reached. Native function calling or prompt mode, per model.
+//!
+//! Files: `offer.rs` (what the model may call), `llm_call.rs` (upstream calls),
+//! `tools.rs` (running server-side calls), `results.rs` (results and approvals into the
+//! conversation), `caller.rs` (what MCP servers ask mid-call), `repair.rs` (unanswered calls).
 
 use std::{
     collections::HashMap,
@@ -12,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, Inner, ModelRoute, ModelTable,
-    TurnUsage, approvals, prompt_tools, usage,
+    AgentEvent, AgentRequest, AgentResponse, Finish, Inner, ModelRoute, ModelTable, TurnUsage,
+    approvals, prompt_tools, usage,
 };
 use crate::{
     config::ToolMode,
@@ -31,7 +35,9 @@ const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 mod caller;
 mod llm_call;
+mod offer;
 mod repair;
+mod results;
 mod tools;
 
 type Events<'a> = Option<&'a mpsc::Sender<Result<AgentEvent, CoreError>>>;
@@ -326,213 +332,11 @@ impl<'a> Turn<'a> {
         })
     }
 
-    /// A server-side call's outcome into the conversation and the executed list (a note is
-    /// added when the server's request for input was declined).
-    fn push_result(
-        &self,
-        upstream: &mut CompletionRequest,
-        executed: &mut Vec<ExecutedCall>,
-        mode: ToolMode,
-        call: &ToolCall,
-        mut outcome: crate::mcp::ToolOutcome,
-    ) {
-        if self.caller.take_declined(&outcome.server) {
-            outcome.text.push_str("\n\n");
-            outcome.text.push_str(caller::DECLINED_NOTE);
-        }
-        upstream.messages.push(match mode {
-            ToolMode::Native => Message::tool_result(&call.id, &outcome.text),
-            ToolMode::Prompt => Message::new(
-                Role::User,
-                prompt_tools::result_message(&call.name, outcome.ok, &outcome.text),
-            ),
-        });
-        executed.push(ExecutedCall {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            server: outcome.server,
-            tool: outcome.tool,
-            arguments: call.arguments.clone(),
-            ok: outcome.ok,
-            result: outcome.text,
-            duration: outcome.duration,
-        });
-    }
-
-    /// Connects the remote servers the request names (`server_url`), checked against the
-    /// operator's policy and the caller's key; `None` when it names none.
-    async fn connect_request_servers(
-        &self,
-    ) -> Result<Option<Arc<crate::mcp::request_hub::RequestHub>>, CoreError> {
-        use crate::mcp::request_servers::RequestServerError;
-        let remote: Vec<_> = self
-            .request
-            .mcp_servers
-            .iter()
-            .filter(|s| s.url.is_some())
-            .collect();
-        if remote.is_empty() {
-            return Ok(None);
-        }
-        let invalid = |field: String, reason: String| CoreError::InvalidArgument { field, reason };
-        let mut servers = Vec::with_capacity(remote.len());
-        for server in remote {
-            let url = server.url.as_deref().unwrap_or_default();
-            let field = |part: &str| format!("{}.{part}", server.field);
-            if self
-                .request
-                .access
-                .as_ref()
-                .is_some_and(|a| !a.request_servers)
-            {
-                return Err(invalid(
-                    field("server_url"),
-                    "this API key may not name remote MCP servers".into(),
-                ));
-            }
-            let Some(client) = &self.inner.request_servers else {
-                return Err(invalid(
-                    field("server_url"),
-                    "per-request remote MCP servers are off on this service (mcp.request_servers); name a configured server by server_label alone".into(),
-                ));
-            };
-            if self
-                .inner
-                .hub
-                .servers()
-                .iter()
-                .any(|s| s.name == server.label)
-            {
-                return Err(invalid(
-                    field("server_label"),
-                    format!(
-                        "{:?} is the name of a configured server; give the remote server another label",
-                        server.label
-                    ),
-                ));
-            }
-            let connected = client
-                .connect(
-                    &server.label,
-                    url,
-                    &server.headers,
-                    server.allowed_tools.as_deref(),
-                )
-                .await;
-            match connected {
-                Ok(s) => servers.push(s),
-                Err(RequestServerError::Refused(why)) => {
-                    return Err(invalid(field("server_url"), why.to_string()));
-                }
-                Err(e @ RequestServerError::Header { .. }) => {
-                    return Err(invalid(field("headers"), e.to_string()));
-                }
-                Err(e) => return Err(invalid(field("server_url"), e.to_string())),
-            }
-        }
-        Ok(Some(Arc::new(crate::mcp::request_hub::RequestHub::new(
-            self.inner.hub.clone(),
-            servers,
-            self.inner.tool_prefix,
-        ))))
-    }
-
-    /// The caller's decisions on calls that waited for approval: each approved call runs
-    /// (exactly as stored), each denied or expired one gets a result saying so.
-    async fn resume_approvals(
-        &self,
-        upstream: &mut CompletionRequest,
-        offer: &Offer,
-        mode: ToolMode,
-        executed: &mut Vec<ExecutedCall>,
-    ) -> Result<(), CoreError> {
-        let mut run = Vec::new();
-        for (index, decision) in self.request.approvals.iter().enumerate() {
-            let resolution = approvals::resolve(
-                self.inner.sessions.as_ref(),
-                &upstream.messages,
-                decision,
-                index,
-            )
-            .await?;
-            match resolution {
-                approvals::Resolution::Run(call) => run.push(call),
-                approvals::Resolution::Skip(text) => {
-                    upstream.messages.push(match mode {
-                        ToolMode::Native => Message::tool_result(&decision.call_id, &text),
-                        ToolMode::Prompt => Message::new(Role::User, text),
-                    });
-                }
-            }
-        }
-        let results = self.execute(&run, offer).await?;
-        for (call, outcome) in run.iter().zip(results) {
-            self.push_result(upstream, executed, mode, call, outcome);
-        }
-        Ok(())
-    }
-
     fn session_id(&self) -> Option<String> {
         self.request
             .session
             .as_ref()
             .map(|s| s.as_str().to_string())
-    }
-
-    /// The tools offered: MCP tools (minus names a client tool shadows) and client tools.
-    /// Without `mcp` entries in the request, every operator tool; with them, only the named
-    /// servers' tools (narrowed by `allowed_tools`), some waiting for approval.
-    fn offer(&self) -> Result<Offer, CoreError> {
-        let client = self.request.client_tools.clone();
-        let all = self.hub.tools();
-        let access = self.request.access.as_deref();
-        // A tool the caller's key may not use is as absent as one no server offers.
-        let shadowed = |t: &ToolSpec| {
-            client.iter().any(|c| c.name == t.name)
-                || access.is_some_and(|a| !a.allows_tool(&t.server, &t.tool, &t.name))
-        };
-        let mut mcp = HashMap::new();
-        let mut needs_approval = HashMap::new();
-        if self.request.mcp_servers.is_empty() {
-            mcp.extend(
-                all.iter()
-                    .filter(|t| !shadowed(t))
-                    .map(|t| (t.name.clone(), t.clone())),
-            );
-        }
-        for server in &self.request.mcp_servers {
-            let visible =
-                server.url.is_some() || access.is_none_or(|a| a.allows_server(&server.label));
-            if !visible || !self.hub.servers().iter().any(|s| s.name == server.label) {
-                return Err(CoreError::InvalidArgument {
-                    field: format!("{}.server_label", server.field),
-                    reason: format!(
-                        "no MCP server {:?} is configured (without server_url the label names a server of servers_config.json; ListTools lists them)",
-                        server.label
-                    ),
-                });
-            }
-            let allowed = |tool: &str| {
-                server
-                    .allowed_tools
-                    .as_ref()
-                    .is_none_or(|names| names.iter().any(|n| n == tool))
-            };
-            for t in all.iter().filter(|t| t.server == server.label) {
-                if !allowed(&t.tool) || shadowed(t) {
-                    continue;
-                }
-                if server.approval.requires(&t.tool) {
-                    needs_approval.insert(t.name.clone(), server.label.clone());
-                }
-                mcp.insert(t.name.clone(), t.clone());
-            }
-        }
-        Ok(Offer {
-            mcp,
-            client,
-            needs_approval,
-        })
     }
 
     /// The first upstream request; it takes the request's messages (no copy).
