@@ -236,7 +236,10 @@ impl Shared {
         Some((slot.clone(), spec.tool.clone()))
     }
 
-    fn first_attempt_finished(&self) {
+    /// Marks `slot`'s first attempt done. Called only after the index holds its outcome, so
+    /// whoever is woken by the count (a settling chat, a test) sees the server's tools.
+    fn first_attempt_finished(&self, slot: &Slot) {
+        slot.update(|s| s.first_attempt_done = true);
         let done = self
             .slots
             .iter()

@@ -83,7 +83,7 @@ impl Slot {
         self.lock().clone()
     }
 
-    fn update(&self, f: impl FnOnce(&mut SlotStatus)) {
+    pub(super) fn update(&self, f: impl FnOnce(&mut SlotStatus)) {
         f(&mut self.lock());
         self.changed.send_modify(|n| *n += 1);
     }
@@ -151,10 +151,9 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
                     s.tools = tools.into();
                     s.peer = Some(conn.service.peer().clone());
                     s.pid = conn.child.as_ref().and_then(|c| c.pid);
-                    s.first_attempt_done = true;
                 });
                 shared.rebuild_index();
-                shared.first_attempt_finished();
+                shared.first_attempt_finished(slot);
                 let up_since = Instant::now();
                 let reason = serve(slot, shared, conn, &list_changed, stop).await;
                 let Some(reason) = reason else { return };
@@ -168,10 +167,9 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
                 slot.update(|s| {
                     s.state = "failed";
                     s.error = Some(e);
-                    s.first_attempt_done = true;
                 });
                 shared.rebuild_index();
-                shared.first_attempt_finished();
+                shared.first_attempt_finished(slot);
             }
         }
         tokio::select! {
