@@ -39,6 +39,10 @@ pub enum CoreError {
         "there is no pending request {0:?} (it may have expired or been answered and finished)"
     )]
     PendingNotFound(String),
+    /// No stored response has this id for the caller (expired, deleted, never stored, or
+    /// another key's: the same answer, so ids leak nothing).
+    #[error("the response {0:?} does not exist (or has expired)")]
+    ResponseNotFound(String),
     /// The request waiting on the caller has its answer already.
     #[error("the pending request {0:?} has been answered already")]
     AlreadyAnswered(String),

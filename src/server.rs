@@ -117,6 +117,7 @@ pub async fn run(
             ))
         },
         tool_prefix: config.mcp.tool_prefix,
+        response_ttl: config.sessions.ttl,
     });
     let named = config
         .api_keys

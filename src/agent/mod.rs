@@ -11,6 +11,7 @@ pub mod approvals;
 mod models;
 pub mod pending;
 pub mod prompt_tools;
+pub mod responses;
 mod session;
 mod turn;
 mod types;
@@ -26,8 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use models::{ModelRoute, ModelTable};
+pub use session::Continuation;
 pub use types::{
-    AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, RequestServer, TurnUsage,
+    AgentEvent, AgentRequest, AgentResponse, ExecutedCall, Finish, ListedServer, RequestServer,
+    TurnUsage,
 };
 
 use crate::{
@@ -59,6 +62,8 @@ struct Inner {
     /// Connects the remote MCP servers requests name (`mcp.request_servers`).
     request_servers: Option<Arc<RequestServerClient>>,
     tool_prefix: crate::config::ToolPrefix,
+    /// How long a stored response stays (the sessions' ttl).
+    response_ttl: Duration,
 }
 
 /// What an agent is built from.
@@ -74,6 +79,8 @@ pub struct AgentParts {
     pub request_servers: Option<Arc<RequestServerClient>>,
     /// How request servers' tools are named beside the hub's.
     pub tool_prefix: crate::config::ToolPrefix,
+    /// How long a stored response stays (the sessions' ttl).
+    pub response_ttl: Duration,
 }
 
 /// A stream of a turn's events; the last item is `Ok(AgentEvent::Done)` or an error.
@@ -90,6 +97,7 @@ impl Agent {
             lock_timeout,
             request_servers,
             tool_prefix,
+            response_ttl,
         } = parts;
         let pending = Arc::new(pending::Pending::new(
             sessions.clone(),
@@ -106,6 +114,7 @@ impl Agent {
                 pending,
                 request_servers,
                 tool_prefix,
+                response_ttl,
             }),
         }
     }

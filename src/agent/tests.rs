@@ -197,6 +197,7 @@ fn parts(llm: Arc<ScriptedLlm>, hub: Arc<FakeHub>, config: &Config) -> Agent {
         lock_timeout: Duration::from_secs(1),
         request_servers: None,
         tool_prefix: config.mcp.tool_prefix,
+        response_ttl: std::time::Duration::from_secs(3600),
     })
 }
 
@@ -489,6 +490,7 @@ async fn stream_delivers_events_in_order_across_tool_calls() {
         let event = event.unwrap();
         kinds.push(match &event {
             AgentEvent::Start { .. } => "start",
+            AgentEvent::ToolsListed(_) => "listed",
             AgentEvent::Content(t) => {
                 content.push_str(t);
                 "content"

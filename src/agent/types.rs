@@ -31,6 +31,22 @@ pub struct AgentRequest {
     pub approvals: Vec<super::approvals::ApprovalDecision>,
     /// The caller's key scope (`[[api_keys]]`); `None`: everything.
     pub access: Option<std::sync::Arc<crate::config::KeyAccess>>,
+    /// A system message for this turn only: sent first, never stored (the Responses API's
+    /// `instructions`); it takes the place of the configured system prompt.
+    pub instructions: Option<String>,
+    /// Stream a `ToolsListed` event with the offered MCP servers' tools.
+    pub report_tools: bool,
+    /// Continue `session` from a point of another session's history (a stored response):
+    /// see [`super::session`].
+    pub continues: Option<super::session::Continuation>,
+}
+
+/// The tools of one MCP server offered in a turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedServer {
+    /// The server's name (or a request server's label).
+    pub label: String,
+    pub tools: Vec<crate::mcp::ToolSpec>,
 }
 
 /// An MCP server named by a request (OpenAI's `type: "mcp"` tool).
@@ -105,6 +121,8 @@ pub struct AgentResponse {
     /// Server-side calls that did not run and wait for the caller's approval (they are
     /// among `message.tool_calls`; `finish` is ToolCalls).
     pub approval_requests: Vec<super::approvals::ApprovalRequest>,
+    /// How many messages the session holds after this turn (0 without a session).
+    pub session_len: usize,
 }
 
 /// What a streamed turn yields, in order. `Done` is last.
@@ -117,6 +135,8 @@ pub enum AgentEvent {
         created: i64,
         session_id: Option<String>,
     },
+    /// The MCP servers' tools offered in this turn (only when the request asks for it).
+    ToolsListed(Vec<ListedServer>),
     /// Assistant text as it arrives.
     Content(String),
     ToolCallStarted {

@@ -32,6 +32,8 @@ struct Inner {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ChatEvent, Status>> + Send>>;
+type ResponseEventStream =
+    Pin<Box<dyn Stream<Item = Result<pb::ResponseEvent, Status>> + Send>>;
 
 impl ChatApi {
     pub fn new(agent: Agent, keys: ApiKeys) -> Self {
@@ -65,6 +67,45 @@ impl ChatApi {
             );
         }
         degraded
+    }
+
+    /// Starts a response for a caller: checked, under the caller's key, after the servers'
+    /// first starts.
+    async fn start_response(
+        &self,
+        request: Request<pb::CreateResponseRequest>,
+    ) -> Result<
+        (
+            crate::agent::responses::ResponseStream,
+            CancellationToken,
+            Option<(Instant, Duration)>,
+            Arc<[String]>,
+        ),
+        Status,
+    > {
+        let access = self.authorize(request.metadata())?;
+        let deadline = deadline(request.metadata());
+        let mut request = convert::responses_request(request.into_inner())?;
+        count_key(access.as_deref());
+        request.access = access;
+        let degraded = self.settle(deadline.map(|(at, _)| at)).await;
+        let cancel = CancellationToken::new();
+        let start = self.inner.agent.create_response(request, cancel.clone());
+        let stream = match deadline {
+            None => start.await?,
+            Some((at, _)) => tokio::time::timeout_at(at.into(), start)
+                .await
+                .map_err(|_| {
+                    cancel.cancel();
+                    Status::from(CoreError::DeadlineExceeded)
+                })??,
+        };
+        Ok((stream, cancel, deadline, degraded))
+    }
+
+    /// The caller's key name (`None` without keys): whose stored responses it may read.
+    fn key_name(&self, metadata: &MetadataMap) -> Result<Option<String>, Status> {
+        Ok(self.authorize(metadata)?.map(|a| a.name.clone()))
     }
 
     /// The caller's key: its access scope (`None`: full access), or UNAUTHENTICATED.
@@ -251,6 +292,86 @@ impl pb::chat_service_server::ChatService for ChatApi {
         Ok(Response::new(pb::AnswerElicitationResponse {}))
     }
 
+    async fn create_response(
+        &self,
+        request: Request<pb::CreateResponseRequest>,
+    ) -> Result<Response<pb::ResponseObject>, Status> {
+        let (stream, cancel, deadline, degraded) = self.start_response(request).await?;
+        let _guard = cancel.clone().drop_guard();
+        let collect = crate::agent::responses::collect(stream);
+        let object = match deadline {
+            None => collect.await?,
+            Some((at, margin)) => {
+                tokio::pin!(collect);
+                tokio::select! {
+                    result = &mut collect => result?,
+                    () = tokio::time::sleep_until(at.into()) => {
+                        cancel.cancel();
+                        let _ = tokio::time::timeout(margin, &mut collect).await;
+                        return Err(CoreError::DeadlineExceeded.into());
+                    }
+                }
+            }
+        };
+        let mut response = Response::new(convert::response_object_to_pb(object));
+        mark_degraded(response.metadata_mut(), &degraded);
+        Ok(response)
+    }
+
+    type StreamResponseStream = ResponseEventStream;
+
+    async fn stream_response(
+        &self,
+        request: Request<pb::CreateResponseRequest>,
+    ) -> Result<Response<Self::StreamResponseStream>, Status> {
+        let (stream, cancel, deadline, degraded) = self.start_response(request).await?;
+        let mut response: Response<Self::StreamResponseStream> = Response::new(Box::pin(
+            response_stream(stream, cancel, deadline.map(|(at, _)| at)),
+        ));
+        mark_degraded(response.metadata_mut(), &degraded);
+        Ok(response)
+    }
+
+    async fn get_response(
+        &self,
+        request: Request<pb::GetResponseRequest>,
+    ) -> Result<Response<pb::ResponseObject>, Status> {
+        let key = self.key_name(request.metadata())?;
+        let object = self
+            .inner
+            .agent
+            .response(&request.get_ref().response_id, key.as_deref())
+            .await?;
+        Ok(Response::new(convert::response_object_to_pb(object)))
+    }
+
+    async fn delete_response(
+        &self,
+        request: Request<pb::GetResponseRequest>,
+    ) -> Result<Response<pb::DeleteResponseResponse>, Status> {
+        let key = self.key_name(request.metadata())?;
+        self.inner
+            .agent
+            .delete_response(&request.get_ref().response_id, key.as_deref())
+            .await?;
+        Ok(Response::new(pb::DeleteResponseResponse {}))
+    }
+
+    async fn list_response_input_items(
+        &self,
+        request: Request<pb::GetResponseRequest>,
+    ) -> Result<Response<pb::ResponseInputItems>, Status> {
+        let key = self.key_name(request.metadata())?;
+        let items = self
+            .inner
+            .agent
+            .response_input(&request.get_ref().response_id, key.as_deref())
+            .await?;
+        Ok(Response::new(pb::ResponseInputItems {
+            items: items.into_iter().map(convert::input_entry_to_pb).collect(),
+        }))
+    }
+
     async fn delete_session(
         &self,
         request: Request<pb::DeleteSessionRequest>,
@@ -260,6 +381,55 @@ impl pb::chat_service_server::ChatService for ChatApi {
         self.inner.agent.delete_session(&id).await?;
         Ok(Response::new(pb::DeleteSessionResponse {}))
     }
+}
+
+/// Response events as proto events, numbered; ends with DEADLINE_EXCEEDED when the deadline
+/// passes. Dropping the stream drops the receiver, which cancels the turn.
+fn response_stream(
+    rx: crate::agent::responses::ResponseStream,
+    cancel: CancellationToken,
+    deadline: Option<Instant>,
+) -> impl Stream<Item = Result<pb::ResponseEvent, Status>> + Send {
+    struct State {
+        rx: crate::agent::responses::ResponseStream,
+        _guard: tokio_util::sync::DropGuard,
+        _active: crate::telemetry::metrics::GaugeGuard,
+        cancel: CancellationToken,
+        deadline: Option<Instant>,
+        sequence: u64,
+        done: bool,
+    }
+    let state = State {
+        rx,
+        _guard: cancel.clone().drop_guard(),
+        _active: crate::telemetry::metrics::GaugeGuard::new(
+            &crate::telemetry::metrics::metrics().active_streams,
+        ),
+        cancel,
+        deadline,
+        sequence: 0,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let next = match s.deadline {
+            None => s.rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at.into(), s.rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    s.cancel.cancel();
+                    s.done = true;
+                    return Some((Err(CoreError::DeadlineExceeded.into()), s));
+                }
+            },
+        };
+        let event = next?;
+        let event = convert::response_event_to_pb(event, s.sequence);
+        s.sequence += 1;
+        Some((Ok(event), s))
+    })
 }
 
 /// Agent events as proto events; ends with DEADLINE_EXCEEDED when the deadline passes.
@@ -288,29 +458,32 @@ fn event_stream(
         done: false,
     };
     futures::stream::unfold(state, |mut s| async move {
-        if s.done {
-            return None;
-        }
-        let next = match s.deadline {
-            None => s.rx.recv().await,
-            Some(at) => match tokio::time::timeout_at(at.into(), s.rx.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    s.cancel.cancel();
-                    s.done = true;
-                    return Some((Err(CoreError::DeadlineExceeded.into()), s));
-                }
-            },
-        };
-        match next {
-            None => None,
-            Some(Ok(event)) => {
-                let event = convert::event_to_pb(event);
-                Some((Ok(event), s))
+        loop {
+            if s.done {
+                return None;
             }
-            Some(Err(e)) => {
-                s.done = true;
-                Some((Err(Status::from(e)), s))
+            let next = match s.deadline {
+                None => s.rx.recv().await,
+                Some(at) => match tokio::time::timeout_at(at.into(), s.rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        s.cancel.cancel();
+                        s.done = true;
+                        return Some((Err(CoreError::DeadlineExceeded.into()), s));
+                    }
+                },
+            };
+            match next {
+                None => return None,
+                Some(Ok(event)) => {
+                    if let Some(event) = convert::event_to_pb(event) {
+                        return Some((Ok(event), s));
+                    }
+                }
+                Some(Err(e)) => {
+                    s.done = true;
+                    return Some((Err(Status::from(e)), s));
+                }
             }
         }
     })

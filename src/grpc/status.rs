@@ -46,6 +46,9 @@ impl From<CoreError> for Status {
             CoreError::PendingNotFound(_) => {
                 status(Code::NotFound, "pending_not_found", message, None)
             }
+            CoreError::ResponseNotFound(_) => {
+                status(Code::NotFound, "response_not_found", message, None)
+            }
             CoreError::AlreadyAnswered(_) => {
                 status(Code::AlreadyExists, "already_answered", message, None)
             }

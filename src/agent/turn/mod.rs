@@ -141,6 +141,9 @@ impl<'a> Turn<'a> {
             self.hub = hub.clone();
         }
         let offer = self.offer()?;
+        if self.request.report_tools {
+            self.emit(AgentEvent::ToolsListed(listed(&offer))).await;
+        }
         let mode = self.route.tool_mode;
         let mut upstream = self.upstream_request(&offer, mode);
         let mut start_len = upstream.messages.len();
@@ -329,6 +332,7 @@ impl<'a> Turn<'a> {
             executed,
             new_messages,
             approval_requests,
+            session_len: 0,
         })
     }
 
@@ -347,7 +351,9 @@ impl<'a> Turn<'a> {
             .messages
             .first()
             .is_some_and(|m| m.role == Role::System);
-        if !has_system && let Some(prompt) = &self.inner.settings.system_prompt {
+        if let Some(instructions) = self.request.instructions.take() {
+            messages.push(Message::new(Role::System, instructions));
+        } else if !has_system && let Some(prompt) = &self.inner.settings.system_prompt {
             messages.push(Message::new(Role::System, prompt.clone()));
         }
         messages.append(&mut self.request.messages);
@@ -444,6 +450,24 @@ impl<'a> Turn<'a> {
             r = work => r,
         }
     }
+}
+
+/// The offered MCP tools by server, servers and tools in name order.
+fn listed(offer: &Offer) -> Vec<super::ListedServer> {
+    let mut servers: std::collections::BTreeMap<&str, Vec<ToolSpec>> = Default::default();
+    for spec in offer.mcp.values() {
+        servers.entry(&spec.server).or_default().push(spec.clone());
+    }
+    servers
+        .into_iter()
+        .map(|(label, mut tools)| {
+            tools.sort_by(|a, b| a.tool.cmp(&b.tool));
+            super::ListedServer {
+                label: label.to_string(),
+                tools,
+            }
+        })
+        .collect()
 }
 
 fn finish_of(reason: &FinishReason) -> Finish {

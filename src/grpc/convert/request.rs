@@ -15,7 +15,7 @@ use crate::{
     sessions::SessionId,
 };
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CoreError {
+pub(super) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CoreError {
     CoreError::InvalidArgument {
         field: field.into(),
         reason: reason.into(),
@@ -45,25 +45,7 @@ pub fn agent_request(
         .enumerate()
         .map(|(i, t)| tool_def(t, &format!("tools[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let tool_choice = match request.tool_choice.and_then(|c| c.choice) {
-        None => None,
-        Some(pb::tool_choice::Choice::Mode(mode)) => match pb::ToolChoiceMode::try_from(mode) {
-            Ok(pb::ToolChoiceMode::None) => Some(ToolChoice::None),
-            Ok(pb::ToolChoiceMode::Auto) => Some(ToolChoice::Auto),
-            Ok(pb::ToolChoiceMode::Required) => Some(ToolChoice::Required),
-            Ok(pb::ToolChoiceMode::Unspecified) => None,
-            Err(_) => return Err(invalid("tool_choice.mode", format!("unknown mode {mode}"))),
-        },
-        Some(pb::tool_choice::Choice::Function(name)) => {
-            if !valid_function_name(&name) {
-                return Err(invalid(
-                    "tool_choice.function",
-                    format!("{name:?} is not a valid function name"),
-                ));
-            }
-            Some(ToolChoice::Function(name))
-        }
-    };
+    let tool_choice = tool_choice(request.tool_choice)?;
     let session = match (
         request.session_id.filter(|s| !s.is_empty()),
         request.new_session,
@@ -117,12 +99,38 @@ pub fn agent_request(
         approvals,
         // Set by the service from the caller's key.
         access: None,
+        instructions: None,
+        report_tools: false,
+        continues: None,
+    })
+}
+
+/// The tool choice, checked.
+pub(super) fn tool_choice(choice: Option<pb::ToolChoice>) -> Result<Option<ToolChoice>, CoreError> {
+    Ok(match choice.and_then(|c| c.choice) {
+        None => None,
+        Some(pb::tool_choice::Choice::Mode(mode)) => match pb::ToolChoiceMode::try_from(mode) {
+            Ok(pb::ToolChoiceMode::None) => Some(ToolChoice::None),
+            Ok(pb::ToolChoiceMode::Auto) => Some(ToolChoice::Auto),
+            Ok(pb::ToolChoiceMode::Required) => Some(ToolChoice::Required),
+            Ok(pb::ToolChoiceMode::Unspecified) => None,
+            Err(_) => return Err(invalid("tool_choice.mode", format!("unknown mode {mode}"))),
+        },
+        Some(pb::tool_choice::Choice::Function(name)) => {
+            if !valid_function_name(&name) {
+                return Err(invalid(
+                    "tool_choice.function",
+                    format!("{name:?} is not a valid function name"),
+                ));
+            }
+            Some(ToolChoice::Function(name))
+        }
     })
 }
 
 /// One request MCP server, checked: a label of tool-name characters (it prefixes the names
 /// the model sees), an http(s) URL when given, a known approval mode.
-fn request_server(s: pb::McpServerTool, field: &str) -> Result<RequestServer, CoreError> {
+pub(super) fn request_server(s: pb::McpServerTool, field: &str) -> Result<RequestServer, CoreError> {
     if s.server_label.is_empty() || !valid_function_name(&s.server_label) {
         return Err(invalid(
             format!("{field}.server_label"),
@@ -248,7 +256,7 @@ pub(super) fn tool_call_to_pb(c: &ToolCall) -> pb::ToolCall {
     }
 }
 
-fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, CoreError> {
+pub(super) fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, CoreError> {
     let range = |field: &str, v: Option<f32>, lo: f32, hi: f32| match v {
         Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => {
             Err(invalid(field, format!("{x} is outside {lo}..{hi}")))
@@ -324,7 +332,7 @@ fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, Co
     })
 }
 
-fn tool_def(t: pb::ToolDefinition, field: &str) -> Result<ToolDef, CoreError> {
+pub(super) fn tool_def(t: pb::ToolDefinition, field: &str) -> Result<ToolDef, CoreError> {
     if !valid_function_name(&t.name) {
         return Err(invalid(
             format!("{field}.name"),

@@ -81,15 +81,15 @@ pub fn approval_to_pb(r: ApprovalRequest) -> pb::ApprovalRequired {
 }
 
 /// A JSON object as a proto `Struct` (`None` for anything else).
-fn json_struct(v: &serde_json::Value) -> Option<prost_types::Struct> {
+pub(super) fn json_struct(v: &serde_json::Value) -> Option<prost_types::Struct> {
     match crate::pb::json::json_to_prost(v).kind {
         Some(prost_types::value::Kind::StructValue(s)) => Some(s),
         _ => None,
     }
 }
 
-/// A stream event.
-pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
+/// A stream event (`None`: one the chat stream does not carry).
+pub fn event_to_pb(event: AgentEvent) -> Option<pb::ChatEvent> {
     use pb::chat_event::Event;
     let event = match event {
         AgentEvent::Start {
@@ -144,8 +144,9 @@ pub fn event_to_pb(event: AgentEvent) -> pb::ChatEvent {
         }
         AgentEvent::Usage(u) => Event::Usage(usage_to_pb(&u)),
         AgentEvent::Done(r) => Event::Response(response_to_pb(*r)),
+        AgentEvent::ToolsListed(_) => return None,
     };
-    pb::ChatEvent { event: Some(event) }
+    Some(pb::ChatEvent { event: Some(event) })
 }
 
 pub fn session_to_pb(s: Session, pending: Vec<ApprovalRequest>) -> pb::Session {
