@@ -13,7 +13,7 @@ use std::path::Path;
 use service::{Service, deps_dir, external};
 use upstream::{Answer, FakeUpstream, Reply};
 
-async fn run_python(python: &Path, script: &str, env: &[(&str, String)]) {
+async fn run_python(python: &Path, script: &str, env: &[(&str, String)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
@@ -30,6 +30,7 @@ async fn run_python(python: &Path, script: &str, env: &[(&str, String)]) {
         script.display()
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+    stdout.into_owned()
 }
 
 #[tokio::test]
@@ -195,5 +196,126 @@ async fn the_openai_sdk_drives_mcp_tools_and_approvals() {
     assert_eq!(
         last["content"],
         "The user denied this call to add on fx (reason: not today)."
+    );
+}
+
+#[tokio::test]
+async fn the_openai_sdk_drives_the_responses_api_with_mcp_tools_and_a_restart() {
+    let Some(python) = external(deps_dir().join("venv/bin/python")) else {
+        return;
+    };
+    let call = |id: &str, name: &str, fragments: &[&str]| {
+        Reply::answer(
+            Answer::text(&[])
+                .tool_call(id, name, fragments)
+                .usage(10, 2),
+        )
+    };
+    let text = |parts: &[&str]| Reply::answer(Answer::text(parts).usage(10, 2));
+    let fake = FakeUpstream::with([
+        call("call_add", "add", &["{\"a\": 2", ", \"b\": 3}"]),
+        call("call_echo", "echo", &["{\"text\"", ": \"hi\"}"]),
+        text(&["The sum ", "is 5."]),
+        text(&["Hel", "lo!"]),
+        call("call_w", "get_weather", &["{\"city\": ", "\"Paris\"}"]),
+        text(&["It is sunny in Paris."]),
+        call("call_apr", "add", &["{\"a\": 2, \"b\": 3}"]),
+        text(&["Approved: 5."]),
+        text(&["Still here."]),
+    ])
+    .await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("calls.log");
+    let dir = service::dir_with_servers(serde_json::json!({
+        "fx": {"command": service::fixture_path(), "env": {"FIXTURE_CALL_LOG": log}},
+    }));
+    let data = dir.path().to_path_buf();
+    let store = format!("sqlite://{}/sessions.db", data.display());
+    let env = [
+        ("OPENAI_BASE_URL", fake.base_url.as_str()),
+        ("DEFAULT_MODEL", "test-model"),
+        ("MCP_CHAT_SESSION_STORE", store.as_str()),
+    ];
+    let mut svc = Service::start_in(dir, &env, &[]).await;
+    let out = run_python(
+        &python,
+        "openai_responses_check.py",
+        &[
+            ("MCP_CHAT_URL", svc.http()),
+            ("MCP_CHAT_MODEL", "test-model".into()),
+            ("PHASE", "main".into()),
+        ],
+    )
+    .await;
+    let resume = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESUME_ID="))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "add {\"a\":2,\"b\":3}\necho {\"text\":\"hi\"}\nadd {\"a\":2,\"b\":3}\n",
+        "each call ran once; the approved one after its approval"
+    );
+    let roles = |n: usize| -> Vec<String> {
+        fake.requests()[n].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{}",
+                    m["role"].as_str().unwrap(),
+                    m["content"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    // The streamed continuation carried the whole first conversation.
+    assert_eq!(
+        roles(3),
+        [
+            "user:What is 2+3? Then echo hi.",
+            "assistant:",
+            "tool:{\"sum\":5.0}",
+            "assistant:",
+            "tool:hi",
+            "assistant:The sum is 5.",
+            "user:Say hello."
+        ]
+    );
+
+    // Restart on the same store; continue the first response again (a fork: the stored
+    // conversation went on past it).
+    svc.signal("TERM");
+    svc.wait_exit(std::time::Duration::from_secs(10)).await;
+    let dir = tempfile::TempDir::new_in(&data).unwrap();
+    std::fs::copy(
+        data.join("servers_config.json"),
+        dir.path().join("servers_config.json"),
+    )
+    .unwrap();
+    let _first = svc;
+    let svc = Service::start_in(dir, &env, &[]).await;
+    run_python(
+        &python,
+        "openai_responses_check.py",
+        &[
+            ("MCP_CHAT_URL", svc.http()),
+            ("MCP_CHAT_MODEL", "test-model".into()),
+            ("PHASE", "resume".into()),
+            ("RESUME_ID", resume),
+        ],
+    )
+    .await;
+    let last = roles(8);
+    assert_eq!(
+        last.first().map(String::as_str),
+        Some("user:What is 2+3? Then echo hi.")
+    );
+    assert_eq!(
+        &last[last.len() - 2..],
+        ["assistant:The sum is 5.", "user:Are you still there?"],
+        "the fork holds the first conversation only"
     );
 }

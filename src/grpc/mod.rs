@@ -32,8 +32,7 @@ struct Inner {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ChatEvent, Status>> + Send>>;
-type ResponseEventStream =
-    Pin<Box<dyn Stream<Item = Result<pb::ResponseEvent, Status>> + Send>>;
+type ResponseEventStream = Pin<Box<dyn Stream<Item = Result<pb::ResponseEvent, Status>> + Send>>;
 
 impl ChatApi {
     pub fn new(agent: Agent, keys: ApiKeys) -> Self {

@@ -54,7 +54,7 @@ const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 const DEGRADED: HeaderName = HeaderName::from_static(crate::pb::DEGRADED);
 
 /// Every route template of the router (the `route` label of the HTTP metrics).
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 14] = [
     "/",
     "/healthz",
     "/readyz",
@@ -62,6 +62,9 @@ const ROUTES: [&str; 11] = [
     "/v1/models",
     "/v1/models/{id}",
     "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/responses/{id}",
+    "/v1/responses/{id}/input_items",
     "/chat",
     "/chat/stream",
     "/chat/elicitations/{id}",
@@ -78,6 +81,15 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{id}", get(openai::get_model))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(openai::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(openai::responses::get).delete(openai::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(openai::responses::input_items),
+        )
         .route("/chat", post(simple::chat))
         .route("/chat/stream", post(simple::chat_stream))
         .route("/chat/elicitations/{id}", post(simple::answer_elicitation))

@@ -96,10 +96,7 @@ pub(super) fn to_conversation(
         }
     }
     if messages.is_empty() && approvals.is_empty() {
-        return Err(invalid(
-            "input".into(),
-            "must contain at least one item",
-        ));
+        return Err(invalid("input".into(), "must contain at least one item"));
     }
     Ok((messages, approvals))
 }
@@ -154,7 +151,11 @@ mod tests {
         let (messages, approvals) = to_conversation(&input).unwrap();
         assert_eq!(messages.len(), 4);
         assert_eq!(messages[1].content, "Looking.");
-        let ids: Vec<_> = messages[1].tool_calls.iter().map(|c| c.id.as_str()).collect();
+        let ids: Vec<_> = messages[1]
+            .tool_calls
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
         assert_eq!(ids, ["c1", "c2"]);
         assert_eq!(messages[2].tool_call_id.as_deref(), Some("c1"));
         assert_eq!(messages[3].role, Role::Tool);
@@ -180,6 +181,8 @@ mod tests {
             output: "x".into(),
         })];
         let err = to_conversation(&no_id).unwrap_err();
-        assert!(matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "input[0].call_id"));
+        assert!(
+            matches!(err, CoreError::InvalidArgument { ref field, .. } if field == "input[0].call_id")
+        );
     }
 }

@@ -63,18 +63,18 @@ fn usage(u: &TurnUsage) -> ResponseUsage {
     }
 }
 
-fn error_code(e: &CoreError) -> &'static str {
-    match e {
-        CoreError::Cancelled => "cancelled",
-        CoreError::DeadlineExceeded => "deadline_exceeded",
-        CoreError::Upstream(_) => "upstream_error",
-        CoreError::Session(_) => "session_store_error",
-        _ => "server_error",
-    }
+/// OpenAI's code for a response that failed on our side or upstream (the message says
+/// which); its list of codes has no finer one for these.
+fn error_code(_: &CoreError) -> &'static str {
+    "server_error"
 }
 
 impl Assembler {
-    pub(super) fn new(object: ResponseObject, listed: Vec<String>, approved: HashSet<String>) -> Self {
+    pub(super) fn new(
+        object: ResponseObject,
+        listed: Vec<String>,
+        approved: HashSet<String>,
+    ) -> Self {
         Self {
             object,
             listed,
@@ -164,7 +164,9 @@ impl Assembler {
                     },
                     out,
                 );
-                out.push(ResponseEvent::PartAdded(self.text_ref(index, String::new())));
+                out.push(ResponseEvent::PartAdded(
+                    self.text_ref(index, String::new()),
+                ));
                 self.open_message = Some(index);
                 index
             }
@@ -219,8 +221,7 @@ impl Assembler {
                         &mut out,
                     );
                     out.push(ResponseEvent::ListToolsInProgress(self.item_ref(index)));
-                    if let OutputItem::McpListTools { tools, .. } = &mut self.object.output[index]
-                    {
+                    if let OutputItem::McpListTools { tools, .. } = &mut self.object.output[index] {
                         *tools = server
                             .tools
                             .into_iter()
@@ -358,7 +359,8 @@ impl Assembler {
                 if status == ResponseStatus::Completed {
                     self.object.completed_at = Some(super::now_secs());
                 }
-                let finished = self.finished(response.session_id.clone(), Some(response.session_len));
+                let finished =
+                    self.finished(response.session_id.clone(), Some(response.session_len));
                 out.push(if status == ResponseStatus::Completed {
                     ResponseEvent::Completed(Box::new(self.object.clone()))
                 } else {

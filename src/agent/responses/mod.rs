@@ -239,8 +239,14 @@ pub struct ResponseObject {
 pub enum ResponseEvent {
     Created(Box<ResponseObject>),
     InProgress(Box<ResponseObject>),
-    ItemAdded { index: usize, item: OutputItem },
-    ItemDone { index: usize, item: OutputItem },
+    ItemAdded {
+        index: usize,
+        item: OutputItem,
+    },
+    ItemDone {
+        index: usize,
+        item: OutputItem,
+    },
     PartAdded(TextRef),
     PartDone(TextRef),
     TextDelta(TextRef),
@@ -298,7 +304,9 @@ impl Agent {
             (None, true) => (Some(SessionId::generate()), None),
             (None, false) => (None, None),
         };
-        let listed_before: Vec<String> = previous.as_ref().map_or_else(Vec::new, |p| p.listed.clone());
+        let listed_before: Vec<String> = previous
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.listed.clone());
         let agent_request = AgentRequest {
             model: request.model.clone(),
             messages,
@@ -419,7 +427,9 @@ impl Agent {
 
     /// A stored response of the caller's key.
     pub async fn response(&self, id: &str, key: Option<&str>) -> Result<ResponseObject, CoreError> {
-        Ok(record::load(self.inner.sessions.as_ref(), id, key).await?.object)
+        Ok(record::load(self.inner.sessions.as_ref(), id, key)
+            .await?
+            .object)
     }
 
     /// The input items of a stored response of the caller's key.
@@ -428,7 +438,9 @@ impl Agent {
         id: &str,
         key: Option<&str>,
     ) -> Result<Vec<InputEntry>, CoreError> {
-        Ok(record::load(self.inner.sessions.as_ref(), id, key).await?.input)
+        Ok(record::load(self.inner.sessions.as_ref(), id, key)
+            .await?
+            .input)
     }
 
     /// Deletes a stored response of the caller's key (its conversation's session stays

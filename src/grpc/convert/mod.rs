@@ -7,11 +7,11 @@ mod response;
 mod responses;
 
 pub use request::{agent_request, elicitation_answer, message_from_pb, message_to_pb, session_id};
-pub use responses::{
-    input_entry_to_pb, response_event_to_pb, response_object_to_pb, responses_request,
-};
 pub use response::{
     event_to_pb, response_to_pb, server_to_pb, session_to_pb, tool_to_pb, usage_to_pb,
+};
+pub use responses::{
+    input_entry_to_pb, response_event_to_pb, response_object_to_pb, responses_request,
 };
 
 #[cfg(test)]

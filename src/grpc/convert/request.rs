@@ -130,7 +130,10 @@ pub(super) fn tool_choice(choice: Option<pb::ToolChoice>) -> Result<Option<ToolC
 
 /// One request MCP server, checked: a label of tool-name characters (it prefixes the names
 /// the model sees), an http(s) URL when given, a known approval mode.
-pub(super) fn request_server(s: pb::McpServerTool, field: &str) -> Result<RequestServer, CoreError> {
+pub(super) fn request_server(
+    s: pb::McpServerTool,
+    field: &str,
+) -> Result<RequestServer, CoreError> {
     if s.server_label.is_empty() || !valid_function_name(&s.server_label) {
         return Err(invalid(
             format!("{field}.server_label"),
@@ -256,7 +259,10 @@ pub(super) fn tool_call_to_pb(c: &ToolCall) -> pb::ToolCall {
     }
 }
 
-pub(super) fn params(p: pb::GenerationParams, user: Option<String>) -> Result<GenParams, CoreError> {
+pub(super) fn params(
+    p: pb::GenerationParams,
+    user: Option<String>,
+) -> Result<GenParams, CoreError> {
     let range = |field: &str, v: Option<f32>, lo: f32, hi: f32| match v {
         Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => {
             Err(invalid(field, format!("{x} is outside {lo}..{hi}")))

@@ -91,7 +91,10 @@ pub fn responses_request(r: pb::CreateResponseRequest) -> Result<ResponsesReques
     if r.metadata.len() > MAX_METADATA {
         return Err(invalid(
             "metadata",
-            format!("has {} pairs; at most {MAX_METADATA} are allowed", r.metadata.len()),
+            format!(
+                "has {} pairs; at most {MAX_METADATA} are allowed",
+                r.metadata.len()
+            ),
         ));
     }
     for (k, v) in &r.metadata {
@@ -229,7 +232,11 @@ pub fn output_item_to_pb(item: OutputItem) -> pb::OutputItem {
             arguments,
             status: status(s),
         }),
-        OutputItem::Message { id, text, status: s } => Item::Message(pb::OutputMessage {
+        OutputItem::Message {
+            id,
+            text,
+            status: s,
+        } => Item::Message(pb::OutputMessage {
             id,
             text,
             status: status(s),

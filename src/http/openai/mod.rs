@@ -1,9 +1,10 @@
 //! The OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{id}`,
 //! `POST /v1/chat/completions` (JSON and SSE), each a translation onto the in-process
-//! `ChatService`.
+//! `ChatService`; the Responses API in `responses/`.
 
 mod mcp_tool;
 mod render;
+pub mod responses;
 pub use render::finish_reason;
 pub mod request;
 mod str_or_seq;
