@@ -1,6 +1,9 @@
 //! Client authentication with `API_KEYS` and `[[api_keys]]`: `authorization: Bearer <key>`,
-//! compared in constant time; a named key brings its access scope (`config::KeyAccess`). It runs inside the `ChatService` methods, so the gRPC server and the
-//! in-process HTTP gateway (which passes the header on as metadata) share one check.
+//! compared in constant time; a named key brings its access scope (`config::KeyAccess`), a
+//! plain key full access under a name derived from it (`key-` and 8 hex digits of its
+//! SHA-256), so what a key stores (sessions, responses) is its own either way. It runs
+//! inside the `ChatService` methods, so the gRPC server and the in-process HTTP gateway
+//! (which passes the header on as metadata) share one check.
 
 use std::sync::Arc;
 
@@ -12,8 +15,8 @@ use crate::config::{KeyAccess, Secret};
 /// at all means no authentication.
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeys {
-    /// Every key, with `None` for a plain one.
-    keys: Vec<(Secret, Option<Arc<KeyAccess>>)>,
+    /// Every key with its access.
+    keys: Vec<(Secret, Arc<KeyAccess>)>,
 }
 
 /// Why a request was refused.
@@ -32,8 +35,14 @@ impl ApiKeys {
 
     /// Plain keys and named keys (`[[api_keys]]`).
     pub fn with_named(plain: Vec<Secret>, named: Vec<(Secret, KeyAccess)>) -> Self {
-        let mut keys: Vec<_> = plain.into_iter().map(|k| (k, None)).collect();
-        keys.extend(named.into_iter().map(|(k, a)| (k, Some(Arc::new(a)))));
+        let mut keys: Vec<_> = plain
+            .into_iter()
+            .map(|k| {
+                let access = KeyAccess::unrestricted(plain_key_name(k.expose()));
+                (k, Arc::new(access))
+            })
+            .collect();
+        keys.extend(named.into_iter().map(|(k, a)| (k, Arc::new(a))));
         Self { keys }
     }
 
@@ -41,8 +50,8 @@ impl ApiKeys {
         !self.keys.is_empty()
     }
 
-    /// Checks an `authorization` header value: the key's access (`None`: a plain key, or
-    /// no authentication configured), or why it is refused.
+    /// Checks an `authorization` header value: the key's access (`None`: no authentication
+    /// configured), or why it is refused.
     pub fn check(&self, authorization: Option<&str>) -> Result<Option<Arc<KeyAccess>>, AuthError> {
         if self.keys.is_empty() {
             return Ok(None);
@@ -65,11 +74,20 @@ impl ApiKeys {
         }
         if bool::from(matched) {
             let i = usize::try_from(index).unwrap_or(usize::MAX);
-            Ok(self.keys.get(i).and_then(|(_, access)| access.clone()))
+            Ok(self.keys.get(i).map(|(_, access)| access.clone()))
         } else {
             Err(AuthError::Invalid)
         }
     }
+}
+
+/// The name a plain key goes by: `key-` and the first 8 hex digits of its SHA-256 (stable
+/// across restarts and replicas, and says nothing usable about the key).
+fn plain_key_name(key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("key-{hex}")
 }
 
 #[cfg(test)]
@@ -85,8 +103,17 @@ mod tests {
         assert_eq!(keys.check(Some("Basic abc")), Err(AuthError::Missing));
         assert_eq!(keys.check(Some("Bearer nope")), Err(AuthError::Invalid));
         assert_eq!(keys.check(Some("Bearer k")), Err(AuthError::Invalid));
-        assert_eq!(keys.check(Some("Bearer k2")), Ok(None));
-        assert_eq!(keys.check(Some("bearer k1")), Ok(None));
+        let k2 = keys.check(Some("Bearer k2")).unwrap().unwrap();
+        let k1 = keys.check(Some("bearer k1")).unwrap().unwrap();
+        assert!(
+            k1.name.starts_with("key-") && k1.name.len() == 12,
+            "{}",
+            k1.name
+        );
+        assert_ne!(k1.name, k2.name);
+        assert_eq!(k1.name, plain_key_name("k1"));
+        assert_eq!(k1.models, None);
+        assert!(k1.request_servers);
     }
 
     #[test]
@@ -105,7 +132,13 @@ mod tests {
                 (Secret::new("k-b"), access("beta")),
             ],
         );
-        assert_eq!(keys.check(Some("Bearer plain")), Ok(None));
+        assert!(
+            keys.check(Some("Bearer plain"))
+                .unwrap()
+                .unwrap()
+                .name
+                .starts_with("key-")
+        );
         assert_eq!(
             keys.check(Some("Bearer k-b")).unwrap().unwrap().name,
             "beta"

@@ -1181,3 +1181,162 @@ async fn a_whole_answer_has_the_text_of_every_round_like_the_stream() {
         .collect();
     assert_eq!(deltas, whole, "the stream shows the same text");
 }
+
+/// Sessions and stored responses belong to the key that made them: another key's lookup of
+/// the same id is a 404 (never a 403: ids leak nothing), and the same client-chosen session
+/// id of two keys names two conversations. gRPC `StreamResponse` numbers its events like the
+/// HTTP stream.
+#[tokio::test]
+async fn sessions_and_responses_belong_to_the_key_that_made_them() {
+    let fake = FakeUpstream::with([
+        Reply::text(&["hi A"]),
+        Reply::text(&["hi B"]),
+        Reply::text(&["stored for A"]),
+        Reply::text(&["over gRPC"]),
+    ])
+    .await;
+    let svc = start(&fake, &[("API_KEYS", "k-a,k-b")]).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", svc.http());
+    let chat = |key: &'static str, text: &'static str| {
+        http.post(url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-session-id", "alice")
+            .json(&json!({"model": "test-model", "messages": [{"role": "user", "content": text}]}))
+            .send()
+    };
+    let r = chat("k-a", "I am A").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-session-id"], "alice");
+    let get = |key: &'static str, path: String| http.get(url(&path)).bearer_auth(key).send();
+    let r = get("k-b", "/sessions/alice".into()).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"alice\""),
+        "{body}"
+    );
+    let r = chat("k-b", "I am B").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen: Vec<String> = fake.requests()[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, ["I am B"], "B's alice is not A's");
+    let mine: Value = get("k-a", "/sessions/alice".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["id"], "alice", "{mine}");
+    assert_eq!(mine["messages"].as_array().unwrap().len(), 2, "{mine}");
+
+    let created: Value = http
+        .post(url("/v1/responses"))
+        .bearer_auth("k-a")
+        .json(&json!({"model": "test-model", "input": "remember this"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["output_text"], "stored for A", "{created}");
+    for (method, path, body) in [
+        ("GET", format!("/v1/responses/{id}"), None),
+        ("GET", format!("/v1/responses/{id}/input_items"), None),
+        ("DELETE", format!("/v1/responses/{id}"), None),
+        (
+            "POST",
+            "/v1/responses".to_string(),
+            Some(json!({"model": "test-model", "input": "and?", "previous_response_id": id})),
+        ),
+    ] {
+        let request = match method {
+            "GET" => http.get(url(&path)),
+            "DELETE" => http.delete(url(&path)),
+            _ => http.post(url(&path)).json(&body.unwrap()),
+        };
+        let r = request.bearer_auth("k-b").send().await.unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains(&id), "{e}");
+    }
+    assert_eq!(fake.request_count(), 3, "refused before any upstream call");
+    let r = get("k-a", format!("/v1/responses/{id}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Too much input: a 400 naming `input`, before any upstream call.
+    let many: Vec<Value> = (0..2049)
+        .map(|_| json!({"role": "user", "content": "x"}))
+        .collect();
+    let r = http
+        .post(url("/v1/responses"))
+        .bearer_auth("k-a")
+        .json(&json!({"model": "test-model", "input": many}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "input", "{e}");
+
+    // gRPC StreamResponse: created first, completed last, numbered from 0; the final
+    // response continues the stored one.
+    let mut request = tonic::Request::new(pb::CreateResponseRequest {
+        model: "test-model".into(),
+        input: vec![pb::InputItem {
+            id: String::new(),
+            item: Some(pb::input_item::Item::Message(pb::Message {
+                role: pb::Role::User.into(),
+                content: "and over gRPC?".into(),
+                ..Default::default()
+            })),
+        }],
+        previous_response_id: Some(id.clone()),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer k-a".parse().unwrap());
+    let mut stream = grpc(&svc)
+        .await
+        .stream_response(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        events.push(event);
+    }
+    let numbers: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();
+    assert_eq!(numbers, (0..events.len() as u64).collect::<Vec<_>>());
+    use pb::response_event::Event as R;
+    assert!(matches!(events[0].event, Some(R::Created(_))));
+    let Some(R::Completed(done)) = &events.last().unwrap().event else {
+        panic!("{events:?}")
+    };
+    assert_eq!(done.previous_response_id.as_deref(), Some(id.as_str()));
+    let Some(pb::output_item::Item::Message(m)) = &done.output.last().unwrap().item else {
+        panic!("{done:?}")
+    };
+    assert_eq!(m.text, "over gRPC");
+    let requests = fake.requests();
+    let history: Vec<&str> = requests[3].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["remember this", "stored for A", "and over gRPC?"]);
+}

@@ -55,6 +55,17 @@ impl KeyAccess {
         }
     }
 
+    /// Full access under `name` (a plain key of `API_KEYS`).
+    pub fn unrestricted(name: String) -> Self {
+        Self {
+            name,
+            allowed_servers: None,
+            allowed_tools: None,
+            request_servers: true,
+            models: None,
+        }
+    }
+
     /// Whether this key may use the tool `tool` of `server`, offered to the model as
     /// `exposed`.
     pub fn allows_tool(&self, server: &str, tool: &str, exposed: &str) -> bool {

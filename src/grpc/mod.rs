@@ -16,7 +16,7 @@ use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
-use crate::{agent::Agent, auth::ApiKeys, error::CoreError, pb};
+use crate::{agent::Agent, auth::ApiKeys, error::CoreError, pb, sessions::SessionId};
 
 /// The ChatService implementation. Cheap to clone; shared by the gRPC server and the gateway.
 #[derive(Clone)]
@@ -124,6 +124,22 @@ impl ChatApi {
     }
 }
 
+/// A session id in the caller's key's namespace (see [`SessionId::scoped`]); unchanged
+/// without keys.
+fn scope(id: Option<SessionId>, owner: Option<&str>) -> Option<SessionId> {
+    match owner {
+        Some(owner) => id.map(|id| id.scoped(owner)),
+        None => id,
+    }
+}
+
+/// A stored session id back in the caller's terms.
+fn unscope(id: &mut Option<String>, owner: Option<&str>) {
+    if let (Some(stored), Some(owner)) = (id.as_mut(), owner) {
+        *stored = SessionId::unscoped(stored, owner).to_string();
+    }
+}
+
 /// Counts a turn under its named key (`key_turns_total`).
 fn count_key(access: Option<&crate::config::KeyAccess>) {
     if let Some(access) = access {
@@ -175,6 +191,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let deadline = deadline(request.metadata());
         let mut request = convert::agent_request(request.into_inner(), false)?;
         count_key(access.as_deref());
+        let owner = access.as_ref().map(|a| a.name.clone());
+        request.session = scope(request.session, owner.as_deref());
         request.access = access;
         let degraded = self.settle(deadline.map(|(at, _)| at)).await;
         let cancel = CancellationToken::new();
@@ -194,7 +212,9 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 }
             },
         };
-        let mut response = Response::new(convert::response_to_pb(response));
+        let mut response = convert::response_to_pb(response);
+        unscope(&mut response.session_id, owner.as_deref());
+        let mut response = Response::new(response);
         mark_degraded(response.metadata_mut(), &degraded);
         Ok(response)
     }
@@ -209,13 +229,15 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let deadline = deadline(request.metadata());
         let mut request = convert::agent_request(request.into_inner(), false)?;
         count_key(access.as_deref());
+        let owner = access.as_ref().map(|a| a.name.clone());
+        request.session = scope(request.session, owner.as_deref());
         request.access = access;
         let deadline = deadline.map(|(at, _)| at);
         let degraded = self.settle(deadline).await;
         let cancel = CancellationToken::new();
         let rx = self.inner.agent.stream(request, cancel.clone())?;
         let mut response: Response<Self::StreamChatStream> =
-            Response::new(Box::pin(event_stream(rx, cancel, deadline)));
+            Response::new(Box::pin(event_stream(rx, cancel, deadline, owner)));
         mark_degraded(response.metadata_mut(), &degraded);
         Ok(response)
     }
@@ -274,11 +296,18 @@ impl pb::chat_service_server::ChatService for ChatApi {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        self.authorize(request.metadata())?;
+        let owner = self.key_name(request.metadata())?;
         let id = convert::session_id(&request.get_ref().session_id)?;
-        let session = self.inner.agent.session(&id).await?;
+        let client_id = id.as_str().to_string();
+        let id = scope(Some(id), owner.as_deref()).unwrap_or_else(SessionId::generate);
+        let session = self.inner.agent.session(&id).await.map_err(|e| match e {
+            CoreError::SessionNotFound(_) => CoreError::SessionNotFound(client_id.clone()),
+            other => other,
+        })?;
         let pending = self.inner.agent.pending_approvals(&id).await?;
-        Ok(Response::new(convert::session_to_pb(session, pending)))
+        let mut session = convert::session_to_pb(session, pending);
+        session.id = client_id;
+        Ok(Response::new(session))
     }
 
     async fn answer_elicitation(
@@ -375,9 +404,18 @@ impl pb::chat_service_server::ChatService for ChatApi {
         &self,
         request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        self.authorize(request.metadata())?;
+        let owner = self.key_name(request.metadata())?;
         let id = convert::session_id(&request.get_ref().session_id)?;
-        self.inner.agent.delete_session(&id).await?;
+        let client_id = id.as_str().to_string();
+        let id = scope(Some(id), owner.as_deref()).unwrap_or_else(SessionId::generate);
+        self.inner
+            .agent
+            .delete_session(&id)
+            .await
+            .map_err(|e| match e {
+                CoreError::SessionNotFound(_) => CoreError::SessionNotFound(client_id),
+                other => other,
+            })?;
         Ok(Response::new(pb::DeleteSessionResponse {}))
     }
 }
@@ -437,8 +475,10 @@ fn event_stream(
     rx: crate::agent::AgentStream,
     cancel: CancellationToken,
     deadline: Option<Instant>,
+    owner: Option<String>,
 ) -> impl Stream<Item = Result<pb::ChatEvent, Status>> + Send {
     struct State {
+        owner: Option<String>,
         rx: crate::agent::AgentStream,
         _guard: tokio_util::sync::DropGuard,
         _active: crate::telemetry::metrics::GaugeGuard,
@@ -447,6 +487,7 @@ fn event_stream(
         done: bool,
     }
     let state = State {
+        owner,
         rx,
         _guard: cancel.clone().drop_guard(),
         _active: crate::telemetry::metrics::GaugeGuard::new(
@@ -475,7 +516,16 @@ fn event_stream(
             match next {
                 None => return None,
                 Some(Ok(event)) => {
-                    if let Some(event) = convert::event_to_pb(event) {
+                    if let Some(mut event) = convert::event_to_pb(event) {
+                        match &mut event.event {
+                            Some(pb::chat_event::Event::Start(start)) => {
+                                unscope(&mut start.session_id, s.owner.as_deref());
+                            }
+                            Some(pb::chat_event::Event::Response(r)) => {
+                                unscope(&mut r.session_id, s.owner.as_deref());
+                            }
+                            _ => {}
+                        }
                         return Some((Ok(event), s));
                     }
                 }

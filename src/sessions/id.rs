@@ -47,6 +47,27 @@ impl SessionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// This id in the namespace of the key named `owner`: the id a store keeps for it, so
+    /// the same client id of two keys names two sessions, and a key cannot reach another's.
+    /// (The prefix is 12 hex digits of the owner name's SHA-256 and a dot.)
+    pub fn scoped(&self, owner: &str) -> Self {
+        Self(format!("{}{}", owner_prefix(owner), self.0))
+    }
+
+    /// The client's id of a stored id of `owner` (the id itself when it is not scoped).
+    pub fn unscoped<'a>(stored: &'a str, owner: &str) -> &'a str {
+        stored
+            .strip_prefix(owner_prefix(owner).as_str())
+            .unwrap_or(stored)
+    }
+}
+
+fn owner_prefix(owner: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(owner.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.")
 }
 
 impl fmt::Display for SessionId {
@@ -72,6 +93,16 @@ impl AsRef<str> for SessionId {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scoped_ids_differ_per_owner_and_unscope_back() {
+        let id = SessionId::parse("alice").unwrap();
+        let (a, b) = (id.scoped("team-a"), id.scoped("team-b"));
+        assert_ne!(a, b);
+        assert_ne!(a.as_str(), "alice");
+        assert_eq!(SessionId::unscoped(a.as_str(), "team-a"), "alice");
+        assert_eq!(SessionId::unscoped(b.as_str(), "team-a"), b.as_str());
+    }
 
     #[test]
     fn generated_ids_are_32_hex_digits_and_distinct() {
