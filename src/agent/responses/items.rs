@@ -382,3 +382,256 @@ impl Assembler {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        agent::{AgentResponse, ListedServer, approvals::ApprovalRequest},
+        mcp::ToolSpec,
+        model::{Message, Role, ToolCall, Usage},
+    };
+
+    fn object() -> ResponseObject {
+        ResponseObject {
+            id: "resp_1".into(),
+            created_at: 0,
+            completed_at: None,
+            status: ResponseStatus::InProgress,
+            model: "m".into(),
+            output: Vec::new(),
+            usage: None,
+            previous_response_id: None,
+            incomplete_reason: None,
+            error: None,
+            metadata: BTreeMap::new(),
+            store: true,
+            echo: Vec::new(),
+        }
+    }
+
+    fn done(finish: Finish) -> AgentEvent {
+        AgentEvent::Done(Box::new(AgentResponse {
+            id: "chatcmpl-1".into(),
+            model: "m".into(),
+            session_id: Some("s".into()),
+            created: 0,
+            message: Message::new(Role::Assistant, ""),
+            finish,
+            usage: TurnUsage {
+                usage: Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 3,
+                    total_tokens: 10,
+                },
+                estimated: false,
+            },
+            executed: Vec::new(),
+            new_messages: Vec::new(),
+            approval_requests: Vec::new(),
+            session_len: 6,
+        }))
+    }
+
+    fn spec(tool: &str) -> ToolSpec {
+        ToolSpec {
+            name: tool.into(),
+            server: "fx".into(),
+            tool: tool.into(),
+            description: String::new(),
+            input_schema: serde_json::json!({"type": "object"}),
+        }
+    }
+
+    fn names(events: &[ResponseEvent]) -> Vec<&'static str> {
+        events
+            .iter()
+            .map(|e| match e {
+                ResponseEvent::ItemAdded { .. } => "added",
+                ResponseEvent::ItemDone { .. } => "done",
+                ResponseEvent::PartAdded(_) => "part+",
+                ResponseEvent::PartDone(_) => "part-",
+                ResponseEvent::TextDelta(_) => "delta",
+                ResponseEvent::TextDone(_) => "text",
+                ResponseEvent::ListToolsInProgress(_) => "list…",
+                ResponseEvent::ListToolsCompleted(_) => "listed",
+                ResponseEvent::McpCallInProgress(_) => "call…",
+                ResponseEvent::McpCallCompleted(_) => "called",
+                ResponseEvent::McpCallFailed(_) => "call failed",
+                ResponseEvent::McpArgumentsDelta(_) => "args",
+                ResponseEvent::McpArgumentsDone(_) => "args done",
+                ResponseEvent::FunctionArgumentsDelta(_) => "fargs",
+                ResponseEvent::FunctionArgumentsDone(_) => "fargs done",
+                ResponseEvent::Completed(_) => "completed",
+                ResponseEvent::Incomplete(_) => "incomplete",
+                ResponseEvent::Failed(..) => "failed",
+                ResponseEvent::Created(_) => "created",
+                ResponseEvent::InProgress(_) => "in progress",
+            })
+            .collect()
+    }
+
+    fn feed(a: &mut Assembler, events: Vec<AgentEvent>) -> (Vec<ResponseEvent>, Option<Finished>) {
+        let mut out = Vec::new();
+        let mut finished = None;
+        for e in events {
+            let (events, f) = a.push(Ok(e));
+            out.extend(events);
+            finished = finished.or(f);
+        }
+        (out, finished)
+    }
+
+    #[test]
+    fn rounds_become_items_in_order_with_each_rounds_text_its_own_message() {
+        let mut a = Assembler::new(object(), vec!["seen".into()], HashSet::new());
+        let (events, finished) = feed(
+            &mut a,
+            vec![
+                AgentEvent::ToolsListed(vec![
+                    ListedServer {
+                        label: "fx".into(),
+                        tools: vec![spec("add")],
+                    },
+                    ListedServer {
+                        label: "seen".into(),
+                        tools: vec![spec("x")],
+                    },
+                ]),
+                AgentEvent::Content("Let me add.".into()),
+                AgentEvent::ToolCallStarted {
+                    id: "c1".into(),
+                    name: "add".into(),
+                    server: "fx".into(),
+                    tool: "add".into(),
+                    arguments: "{}".into(),
+                },
+                AgentEvent::ToolCallFinished {
+                    id: "c1".into(),
+                    name: "add".into(),
+                    ok: false,
+                    result: "boom".into(),
+                    duration: std::time::Duration::ZERO,
+                },
+                AgentEvent::Content(format!("{ROUND_SEPARATOR}It failed.")),
+                done(Finish::Stop),
+            ],
+        );
+        assert_eq!(
+            names(&events),
+            [
+                "added",
+                "list…",
+                "listed",
+                "done", // mcp_list_tools of fx only
+                "added",
+                "part+",
+                "delta",
+                "text",
+                "part-",
+                "done", // the first round's text
+                "added",
+                "args",
+                "args done",
+                "call…",
+                "call failed",
+                "done",
+                "added",
+                "part+",
+                "delta",
+                "text",
+                "part-",
+                "done",
+                "completed",
+            ]
+        );
+        let finished = finished.unwrap();
+        let kinds: Vec<_> = finished
+            .object
+            .output
+            .iter()
+            .map(|i| match i {
+                OutputItem::McpListTools { server_label, .. } => format!("list {server_label}"),
+                OutputItem::Message { text, .. } => format!("text {text}"),
+                OutputItem::McpCall { error, status, .. } => format!("call {error:?} {status:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "list fx",
+                "text Let me add.",
+                "call Some(\"boom\") Failed",
+                "text It failed."
+            ]
+        );
+        assert_eq!(finished.listed, ["seen", "fx"]);
+        assert_eq!(finished.session_len, Some(6));
+        assert_eq!(finished.object.usage.unwrap().total_tokens, 10);
+        assert_eq!(finished.object.status, ResponseStatus::Completed);
+    }
+
+    #[test]
+    fn approvals_client_calls_limits_and_errors() {
+        let mut a = Assembler::new(object(), Vec::new(), HashSet::from(["c0".to_string()]));
+        let (_, finished) = feed(
+            &mut a,
+            vec![
+                AgentEvent::ToolCallStarted {
+                    id: "c0".into(),
+                    name: "add".into(),
+                    server: "fx".into(),
+                    tool: "add".into(),
+                    arguments: "{}".into(),
+                },
+                AgentEvent::ApprovalRequired(ApprovalRequest {
+                    id: "c1".into(),
+                    server_label: "fx".into(),
+                    name: "rm".into(),
+                    function_name: "rm".into(),
+                    arguments: "{}".into(),
+                    expires_at_ms: 0,
+                }),
+                AgentEvent::ClientToolCall(ToolCall {
+                    id: "c2".into(),
+                    name: "f".into(),
+                    arguments: "{\"x\":1}".into(),
+                }),
+                done(Finish::IterationLimit),
+            ],
+        );
+        let object = finished.unwrap().object;
+        assert!(matches!(
+            &object.output[0],
+            OutputItem::McpCall { approval_request_id: Some(id), status: ItemStatus::InProgress, .. } if id == "c0"
+        ));
+        assert!(
+            matches!(&object.output[1], OutputItem::McpApprovalRequest { id, .. } if id == "c1")
+        );
+        assert!(matches!(
+            &object.output[2],
+            OutputItem::FunctionCall { call_id, arguments, status: ItemStatus::Completed, .. }
+                if call_id == "c2" && arguments == "{\"x\":1}"
+        ));
+        assert_eq!(object.status, ResponseStatus::Incomplete);
+        assert_eq!(object.incomplete_reason.as_deref(), Some("max_messages"));
+
+        let mut a = Assembler::new(object.clone(), Vec::new(), HashSet::new());
+        let (_, _) = a.push(Ok(AgentEvent::Content("partial".into())));
+        let (events, finished) = a.push(Err(CoreError::Cancelled));
+        assert!(
+            matches!(events.last(), Some(ResponseEvent::Failed(_, e)) if matches!(**e, CoreError::Cancelled))
+        );
+        let object = finished.unwrap().object;
+        assert_eq!(object.status, ResponseStatus::Failed);
+        assert_eq!(object.error.unwrap().code, "server_error");
+        assert!(matches!(
+            object.output.last(),
+            Some(OutputItem::Message { status: ItemStatus::Incomplete, text, .. }) if text == "partial"
+        ));
+    }
+}
