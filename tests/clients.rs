@@ -217,6 +217,8 @@ async fn the_openai_sdk_drives_the_responses_api_with_mcp_tools_and_a_restart() 
         call("call_echo", "echo", &["{\"text\"", ": \"hi\"}"]),
         text(&["The sum ", "is 5."]),
         text(&["Hel", "lo!"]),
+        call("call_yo", "echo", &["{\"text\": \"yo\"}"]),
+        text(&["yo!"]),
         call("call_w", "get_weather", &["{\"city\": ", "\"Paris\"}"]),
         text(&["It is sunny in Paris."]),
         call("call_apr", "add", &["{\"a\": 2, \"b\": 3}"]),
@@ -254,7 +256,7 @@ async fn the_openai_sdk_drives_the_responses_api_with_mcp_tools_and_a_restart() 
         .to_string();
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "add {\"a\":2,\"b\":3}\necho {\"text\":\"hi\"}\nadd {\"a\":2,\"b\":3}\n",
+        "add {\"a\":2,\"b\":3}\necho {\"text\":\"hi\"}\necho {\"text\":\"yo\"}\nadd {\"a\":2,\"b\":3}\n",
         "each call ran once; the approved one after its approval"
     );
     let roles = |n: usize| -> Vec<String> {
@@ -308,7 +310,7 @@ async fn the_openai_sdk_drives_the_responses_api_with_mcp_tools_and_a_restart() 
         ],
     )
     .await;
-    let last = roles(8);
+    let last = roles(10);
     assert_eq!(
         last.first().map(String::as_str),
         Some("user:What is 2+3? Then echo hi.")

@@ -73,6 +73,20 @@ check("deltas", deltas == "Hello!", deltas)
 done = events[-1].response
 check("stream final", done.output_text == "Hello!" and done.previous_response_id == first.id, done)
 
+# 2b. A streamed new conversation with an MCP call: the listing and call events, all valid.
+events = [EVENT.validate_python(e.to_dict()) for e in client.responses.create(
+    model=MODEL, input="Echo yo.", stream=True)]
+types = [e.type for e in events]
+for expected in ["response.mcp_list_tools.in_progress", "response.mcp_list_tools.completed",
+                 "response.mcp_call_arguments.delta", "response.mcp_call_arguments.done",
+                 "response.mcp_call.in_progress", "response.mcp_call.completed"]:
+    check(f"stream has {expected}", expected in types, types)
+final = events[-1].response
+check("streamed call items", kinds(final) == ["mcp_list_tools", "mcp_call", "message"], kinds(final))
+check("streamed call output", final.output[1].output == "yo" and final.output_text == "yo!", final)
+done_items = [e.item.type for e in events if e.type == "response.output_item.done"]
+check("every item is done once", done_items == kinds(final), done_items)
+
 # 3. Retrieve what was streamed.
 got = strict(client.responses.retrieve(done.id))
 check("retrieve", got.id == done.id and got.output_text == "Hello!" and got.status == "completed", got)
@@ -80,7 +94,12 @@ check("retrieve", got.id == done.id and got.output_text == "Hello!" and got.stat
 # 4. A client function tool: the response stops at the call; its output continues it.
 weather = [{"type": "function", "name": "get_weather", "description": "Weather of a city",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
-r = strict(client.responses.create(model=MODEL, input="Weather in Paris?", tools=weather))
+events = [EVENT.validate_python(e.to_dict()) for e in client.responses.create(
+    model=MODEL, input="Weather in Paris?", tools=weather, stream=True)]
+types = [e.type for e in events]
+check("function call events", "response.function_call_arguments.delta" in types
+      and "response.function_call_arguments.done" in types, types)
+r = events[-1].response
 call = r.output[-1]
 check("function call", call.type == "function_call" and call.name == "get_weather"
       and call.arguments == '{"city": "Paris"}', r.output)
