@@ -327,6 +327,12 @@ impl Agent {
         // a busy session) is the caller's error, not a failed response.
         let first = match events.recv().await {
             Some(Ok(event)) => event,
+            // The stored response's conversation expired under it.
+            Some(Err(CoreError::SessionNotFound(_))) if previous.is_some() => {
+                return Err(CoreError::ResponseNotFound(
+                    request.previous_response_id.clone().unwrap_or_default(),
+                ));
+            }
             Some(Err(e)) => return Err(e),
             None => return Err(CoreError::Cancelled),
         };
