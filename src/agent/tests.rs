@@ -340,7 +340,21 @@ async fn iteration_limit_stops_the_loop() {
         .unwrap();
     assert_eq!(r.finish, Finish::IterationLimit);
     assert_eq!(llm.requests().len(), 2, "no third upstream call");
-    assert!(r.message.content.contains("limit of 2 rounds"));
+    // No made-up text: the answer and the stored turn hold what the model said, nothing more.
+    assert_eq!(r.message.content, "", "no note in place of an answer");
+    assert!(r.message.tool_calls.is_empty());
+    assert!(
+        r.new_messages
+            .iter()
+            .all(|m| m.role != Role::Assistant || !m.tool_calls.is_empty()),
+        "no assistant text stored: {:?}",
+        r.new_messages
+    );
+    assert_eq!(
+        r.new_messages.last().map(|m| m.role),
+        Some(Role::Tool),
+        "the stored turn ends with the last round's results"
+    );
     // Every call in the stored turn has its result.
     let calls: usize = r.new_messages.iter().map(|m| m.tool_calls.len()).sum();
     let results = r
@@ -349,6 +363,31 @@ async fn iteration_limit_stops_the_loop() {
         .filter(|m| m.role == Role::Tool)
         .count();
     assert_eq!(calls, results);
+}
+
+/// A streamed turn stopped by the limit shows only what the model said (no note), and
+/// ends with the limit as its finish reason.
+#[tokio::test]
+async fn iteration_limit_in_a_stream_adds_no_text() {
+    let mut first = calls(&[("c1", "add", "{}")]);
+    first.content = "Let me add.".into();
+    let llm = ScriptedLlm::new(vec![first, calls(&[("c2", "add", "{}")])]);
+    let agent = agent_with(llm, Arc::default(), ToolMode::Native, 2);
+    let mut rx = agent.stream(user("x"), CancellationToken::new()).unwrap();
+    let mut content = String::new();
+    let mut done = None;
+    while let Some(event) = rx.recv().await {
+        match event.unwrap() {
+            AgentEvent::Content(t) => content.push_str(&t),
+            AgentEvent::Done(r) => done = Some(r),
+            _ => {}
+        }
+    }
+    let r = done.unwrap();
+    assert_eq!(content, "Let me add.");
+    assert_eq!(r.message.content, "Let me add.");
+    assert_eq!(r.finish, Finish::IterationLimit);
+    assert_eq!(r.new_messages.last().map(|m| m.role), Some(Role::Tool));
 }
 
 #[tokio::test]

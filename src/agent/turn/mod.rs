@@ -279,28 +279,11 @@ impl<'a> Turn<'a> {
                 );
             }
             if iteration >= max_iterations {
+                // Like an answer cut at max_tokens: the turn ends with what the model said
+                // and the limit as its finish reason; no text is made up, none is stored.
+                // The stored turn ends with the last round's results (every call answered).
                 tracing::warn!(turn = %self.id, max_iterations, "stopping: the tool-call limit was reached before a final answer");
-                let note = format!(
-                    "(stopped: the limit of {max_iterations} rounds of tool calls was reached before a final answer)"
-                );
-                let shown = if self
-                    .streamed_text
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                {
-                    format!("{ROUND_SEPARATOR}{note}")
-                } else {
-                    note.clone()
-                };
-                self.emit(AgentEvent::Content(shown)).await;
-                if mode == ToolMode::Native {
-                    if !visible.is_empty() {
-                        visible.push_str(ROUND_SEPARATOR);
-                    }
-                    visible.push_str(&note);
-                }
-                let message = Message::new(Role::Assistant, note);
-                upstream.messages.push(message.clone());
-                break (message, Finish::IterationLimit);
+                break (Message::new(Role::Assistant, ""), Finish::IterationLimit);
             }
             // A forced choice applies to the first round only; then the model may answer.
             if matches!(

@@ -98,15 +98,11 @@ impl From<&pb::Usage> for Usage {
 
 pub fn finish_reason(code: i32) -> &'static str {
     match pb::FinishReason::try_from(code) {
-        Ok(pb::FinishReason::Length) => "length",
+        // The tool-call limit cut the turn short, as max_tokens cuts an answer.
+        Ok(pb::FinishReason::Length | pb::FinishReason::ToolIterationLimit) => "length",
         Ok(pb::FinishReason::ToolCalls) => "tool_calls",
         Ok(pb::FinishReason::ContentFilter) => "content_filter",
-        Ok(
-            pb::FinishReason::Stop
-            | pb::FinishReason::ToolIterationLimit
-            | pb::FinishReason::Unspecified,
-        )
-        | Err(_) => "stop",
+        Ok(pb::FinishReason::Stop | pb::FinishReason::Unspecified) | Err(_) => "stop",
     }
 }
 
@@ -400,6 +396,16 @@ mod tests {
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[4]["choices"].as_array().unwrap().len(), 0);
         assert_eq!(chunks[4]["usage"]["total_tokens"], 5);
+    }
+
+    #[test]
+    fn the_tool_iteration_limit_is_length() {
+        assert_eq!(
+            finish_reason(pb::FinishReason::ToolIterationLimit.into()),
+            "length"
+        );
+        assert_eq!(finish_reason(pb::FinishReason::Length.into()), "length");
+        assert_eq!(finish_reason(pb::FinishReason::Stop.into()), "stop");
     }
 
     #[test]
