@@ -182,10 +182,19 @@ async fn upstream_503_twice_then_200_recovers() {
 
 #[tokio::test]
 async fn upstream_errors_keep_their_class_over_grpc_and_http() {
+    // An OpenAI error body naming the parameter it refuses: the param is kept.
+    let too_long = || {
+        Reply::json(
+            400,
+            json!({"error": {"message": "messages: too long for this model",
+                "type": "invalid_request_error", "param": "messages[0].content",
+                "code": "context_length_exceeded"}}),
+        )
+    };
     let fake = FakeUpstream::with([
-        Reply::error(400, "messages: too long for this model"),
+        too_long(),
         Reply::raw(200, "application/json", "{\"choices\": [ this is not json"),
-        Reply::error(400, "messages: too long for this model"),
+        too_long(),
         Reply::raw(200, "application/json", "{\"choices\": [ this is not json"),
     ])
     .await;
@@ -194,6 +203,14 @@ async fn upstream_errors_keep_their_class_over_grpc_and_http() {
     let e = client.chat(user("x")).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("too long for this model"), "{e:?}");
+    assert_eq!(
+        e.get_details_bad_request().unwrap().field_violations[0].field,
+        "messages[0].content"
+    );
+    assert_eq!(
+        e.get_details_error_info().unwrap().reason,
+        "context_length_exceeded"
+    );
     let e = client.chat(user("x")).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert_eq!(e.get_details_error_info().unwrap().reason, "bad_gateway");
@@ -207,6 +224,8 @@ async fn upstream_errors_keep_their_class_over_grpc_and_http() {
         v["error"]["message"].as_str().unwrap().contains("too long"),
         "{v}"
     );
+    assert_eq!(v["error"]["param"], "messages[0].content", "{v}");
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
     let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();

@@ -641,6 +641,7 @@ async fn a_session_turn_is_stored_whole_or_not_at_all() {
                 status: 500,
                 message: "down".into(),
                 code: None,
+                param: None,
                 retry_after: None,
             }),
             Ok(text("again")),

@@ -52,15 +52,32 @@ pub(crate) fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
     })
 }
 
-/// The message and code of an error answer: OpenAI's `{"error":{"message","type","code"}}`,
-/// `{"error":"…"}`, `{"message":"…"}`, else the body text (cut to 500 bytes).
-pub(crate) fn error_message(body: &[u8]) -> (String, Option<String>) {
+/// What an error answer says: its message, its code and the parameter it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ErrorBody {
+    pub message: String,
+    pub code: Option<String>,
+    pub param: Option<String>,
+}
+
+/// The message, code and param of an error answer: OpenAI's
+/// `{"error":{"message","type","param","code"}}`, `{"error":"…"}`, `{"message":"…"}`, else
+/// the body text (cut to 500 bytes).
+pub(crate) fn error_body(body: &[u8]) -> ErrorBody {
     if let Ok(dto) = serde_json::from_slice::<ErrorBodyDto>(body) {
         if let Some(error) = dto.error {
-            return (error.message().to_owned(), error.code());
+            return ErrorBody {
+                message: error.message().to_owned(),
+                code: error.code(),
+                param: error.param(),
+            };
         }
         if let Some(message) = dto.message {
-            return (message, dto.kind);
+            return ErrorBody {
+                message,
+                code: dto.kind,
+                param: None,
+            };
         }
     }
     let text = String::from_utf8_lossy(body);
@@ -70,7 +87,17 @@ pub(crate) fn error_message(body: &[u8]) -> (String, Option<String>) {
         clipped if clipped.len() < text.len() => format!("{clipped}…"),
         clipped => clipped.to_owned(),
     };
-    (message, None)
+    ErrorBody {
+        message,
+        code: None,
+        param: None,
+    }
+}
+
+/// The message and code of an error answer (see [`error_body`]).
+pub(crate) fn error_message(body: &[u8]) -> (String, Option<String>) {
+    let ErrorBody { message, code, .. } = error_body(body);
+    (message, code)
 }
 
 /// At most `max` bytes of `s`, cut on a char boundary.
@@ -133,6 +160,16 @@ mod tests {
         assert_eq!(
             error_message(openai),
             ("Invalid 'messages'".into(), Some("bad_msgs".into()))
+        );
+        assert_eq!(error_body(openai).param, None, "a null param is none");
+        let named = br#"{"error":{"message":"bad","type":"invalid_request_error","param":"messages[1].content","code":null}}"#;
+        assert_eq!(
+            error_body(named),
+            ErrorBody {
+                message: "bad".into(),
+                code: Some("invalid_request_error".into()),
+                param: Some("messages[1].content".into()),
+            }
         );
         let typed = br#"{"error":{"message":"m","type":"server_error","code":null}}"#;
         assert_eq!(

@@ -161,6 +161,8 @@ pub enum LlmError {
         status: u16,
         message: String,
         code: Option<String>,
+        /// The request parameter the upstream's error body names (`error.param`).
+        param: Option<String>,
         retry_after: Option<Duration>,
     },
     /// The upstream's answer could not be understood.

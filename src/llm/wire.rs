@@ -168,6 +168,9 @@ pub(crate) enum ErrorField {
         kind: Option<String>,
         #[serde(default)]
         code: Option<Code>,
+        /// The request parameter the upstream refuses, when it names one.
+        #[serde(default)]
+        param: Option<String>,
     },
     Text(String),
 }
@@ -187,6 +190,14 @@ impl ErrorField {
             } => m,
             Self::Object { .. } => "(no message)",
             Self::Text(t) => t,
+        }
+    }
+
+    /// The request parameter the error names (`param`), when there is one.
+    pub fn param(&self) -> Option<String> {
+        match self {
+            Self::Object { param, .. } => param.clone().filter(|p| !p.is_empty()),
+            Self::Text(_) => None,
         }
     }
 
