@@ -1162,6 +1162,47 @@ async fn the_completion_limit_goes_upstream_under_the_name_the_caller_used() {
     );
 }
 
+/// `stream_options` goes upstream only where the model entry allows it (some
+/// OpenAI-compatible servers refuse it); without it the turn's usage is estimated.
+#[tokio::test]
+async fn stream_options_go_upstream_only_where_the_model_allows_them() {
+    let fake = FakeUpstream::with([Reply::text(&["a"]), Reply::text(&["b"])]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[upstream]\nbase_url = \"{}\"\ndefault_model = \"openai\"\n\n[[models]]\nid = \"openai\"\n\n[[models]]\nid = \"strict\"\nstream_usage = false\n",
+        fake.base_url
+    );
+    std::fs::write(dir.path().join("mcp-chat.toml"), toml).unwrap();
+    let svc = Service::start_in(dir, &[], &[]).await;
+    let mut client = grpc(&svc).await;
+    let mut estimated = Vec::new();
+    for model in ["openai", "strict"] {
+        let mut request = user("hello there");
+        request.model = model.into();
+        let mut stream = client.stream_chat(request).await.unwrap().into_inner();
+        while let Some(event) = stream.message().await.unwrap() {
+            if let Some(Event::Response(r)) = event.event {
+                let usage = r.usage.unwrap();
+                assert!(usage.prompt_tokens > 0, "{model}: {usage:?}");
+                estimated.push(usage.estimated);
+            }
+        }
+    }
+    let sent = fake.requests();
+    assert_eq!(sent[0].body["stream"], true);
+    assert_eq!(
+        sent[0].body["stream_options"],
+        json!({"include_usage": true})
+    );
+    assert_eq!(sent[1].body["stream"], true);
+    assert!(
+        sent[1].body.get("stream_options").is_none(),
+        "{}",
+        sent[1].body
+    );
+    assert_eq!(estimated, [false, true]);
+}
+
 /// The whole answer carries the same text as the stream: every round's, separated.
 #[tokio::test]
 async fn a_whole_answer_has_the_text_of_every_round_like_the_stream() {

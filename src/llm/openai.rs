@@ -89,7 +89,11 @@ impl OpenAiClient {
             url: url.to_string(),
             message,
         };
-        let body = serde_json::to_vec(&ChatBody { request, stream })
+        let body = serde_json::to_vec(&ChatBody {
+            request,
+            stream,
+            stream_usage: endpoint.stream_usage(),
+        })
             .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
         let prepared = self
             .http

@@ -11,6 +11,8 @@ use crate::model::{Message, ToolCall, ToolChoice, ToolDef};
 pub(crate) struct ChatBody<'a> {
     pub request: &'a CompletionRequest,
     pub stream: bool,
+    /// With `stream`: ask for the usage in a last chunk (`stream_options`).
+    pub stream_usage: bool,
 }
 
 impl Serialize for ChatBody<'_> {
@@ -64,12 +66,14 @@ impl Serialize for ChatBody<'_> {
         }
         if self.stream {
             map.serialize_entry("stream", &true)?;
-            map.serialize_entry(
-                "stream_options",
-                &IncludeUsage {
-                    include_usage: true,
-                },
-            )?;
+            if self.stream_usage {
+                map.serialize_entry(
+                    "stream_options",
+                    &IncludeUsage {
+                        include_usage: true,
+                    },
+                )?;
+            }
         }
         map.end()
     }
@@ -205,7 +209,12 @@ mod tests {
     use crate::model::{GenParams, Role};
 
     fn body(request: &CompletionRequest, stream: bool) -> Value {
-        serde_json::from_slice(&serde_json::to_vec(&ChatBody { request, stream }).unwrap()).unwrap()
+        let body = ChatBody {
+            request,
+            stream,
+            stream_usage: true,
+        };
+        serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap()
     }
 
     fn request() -> CompletionRequest {
@@ -231,6 +240,19 @@ mod tests {
         let b = body(&request(), true);
         assert_eq!(b["stream"], json!(true));
         assert_eq!(b["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn stream_options_only_where_the_model_allows_them() {
+        let request = request();
+        let body = ChatBody {
+            request: &request,
+            stream: true,
+            stream_usage: false,
+        };
+        let b: Value = serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(b["stream"], json!(true));
+        assert!(b.get("stream_options").is_none(), "{b}");
     }
 
     #[test]
