@@ -1,6 +1,6 @@
 //! The conversation types the core, the session store and the upstream client share:
 //! [`Message`] and its [`Role`], [`ToolCall`], the offered [`ToolDef`]s and [`ToolChoice`],
-//! [`GenParams`] and [`Usage`].
+//! [`GenParams`] (with [`ReasoningEffort`], [`ServiceTier`], [`Verbosity`]) and [`Usage`].
 //!
 //! A neutral module: it imports nothing of the crate, so `sessions/` can store messages and
 //! `llm/` can send them without either depending on the other. No wire shapes here — the
@@ -101,6 +101,48 @@ pub struct GenParams {
     pub response_format: Option<serde_json::Value>,
     pub parallel_tool_calls: Option<bool>,
     pub user: Option<String>,
+    /// Token id → bias (-100..100), passed as is (empty: not sent).
+    pub logit_bias: std::collections::BTreeMap<String, i32>,
+    pub reasoning_effort: Option<ReasoningEffort>,
+    pub service_tier: Option<ServiceTier>,
+    /// Pairs stored with the upstream's completion (empty: not sent).
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub verbosity: Option<Verbosity>,
+}
+
+/// A closed set of values the upstream takes as lowercase strings.
+macro_rules! wire_values {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// The value as the upstream spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+wire_values! {
+    /// How hard a reasoning model thinks (OpenAI `reasoning_effort`).
+    ReasoningEffort { None = "none", Minimal = "minimal", Low = "low", Medium = "medium", High = "high", Xhigh = "xhigh" }
+}
+
+wire_values! {
+    /// The processing tier asked of the upstream (OpenAI `service_tier`).
+    ServiceTier { Auto = "auto", Default = "default", Flex = "flex", Scale = "scale", Priority = "priority" }
+}
+
+wire_values! {
+    /// How long the answer is (OpenAI `verbosity`).
+    Verbosity { Low = "low", Medium = "medium", High = "high" }
 }
 
 /// Token counts as the upstream reported them.

@@ -1162,6 +1162,52 @@ async fn the_completion_limit_goes_upstream_under_the_name_the_caller_used() {
     );
 }
 
+/// `logit_bias`, `reasoning_effort`, `service_tier`, `metadata` and `verbosity` reach the
+/// upstream as sent; a value the service cannot take is an OpenAI 400 naming the parameter.
+#[tokio::test]
+async fn passthrough_parameters_reach_the_upstream_or_are_refused_by_name() {
+    let fake = FakeUpstream::with([Reply::text(&["a"]), Reply::text(&["b"])]).await;
+    let svc = start(&fake, &[]).await;
+    let http = reqwest::Client::new();
+    let passed = json!({"logit_bias": {"50256": -100}, "reasoning_effort": "high",
+        "service_tier": "priority", "metadata": {"team": "search"}, "verbosity": "low"});
+    for stream in [false, true] {
+        let mut body = json!({"messages": [{"role": "user", "content": "x"}], "stream": stream});
+        for (k, v) in passed.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = svc.post_chat(&http, &body).await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    for seen in fake.requests() {
+        for (k, v) in passed.as_object().unwrap() {
+            assert_eq!(&seen.body[k], v, "{k}: {}", seen.body);
+        }
+    }
+    let too_many: serde_json::Map<String, Value> =
+        (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for (name, value, says) in [
+        ("metadata", json!(too_many), "at most 16"),
+        ("metadata", json!({"k": "v".repeat(513)}), "512"),
+        ("logit_bias", json!({"50256": 101}), "-100..100"),
+        ("reasoning_effort", json!("extreme"), "\"extreme\""),
+        ("service_tier", json!("cheap"), "\"cheap\""),
+        ("verbosity", json!("chatty"), "\"chatty\""),
+        ("temperature", json!(3), "outside"),
+    ] {
+        let body = json!({"messages": [{"role": "user", "content": "x"}], name: value});
+        let r = svc.post_chat(&http, &body).await;
+        assert_eq!(r.status(), 400, "{name}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["param"], name, "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    assert_eq!(fake.request_count(), 2, "nothing refused reached the upstream");
+}
+
 /// `stream_options` goes upstream only where the model entry allows it (some
 /// OpenAI-compatible servers refuse it); without it the turn's usage is estimated.
 #[tokio::test]

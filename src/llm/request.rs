@@ -64,6 +64,21 @@ impl Serialize for ChatBody<'_> {
         if let Some(v) = &p.user {
             map.serialize_entry("user", v)?;
         }
+        if !p.logit_bias.is_empty() {
+            map.serialize_entry("logit_bias", &p.logit_bias)?;
+        }
+        if let Some(v) = p.reasoning_effort {
+            map.serialize_entry("reasoning_effort", v.as_str())?;
+        }
+        if let Some(v) = p.service_tier {
+            map.serialize_entry("service_tier", v.as_str())?;
+        }
+        if !p.metadata.is_empty() {
+            map.serialize_entry("metadata", &p.metadata)?;
+        }
+        if let Some(v) = p.verbosity {
+            map.serialize_entry("verbosity", v.as_str())?;
+        }
         if self.stream {
             map.serialize_entry("stream", &true)?;
             if self.stream_usage {
@@ -309,6 +324,35 @@ mod tests {
                 "user": "u",
             })
         );
+    }
+
+    #[test]
+    fn passthrough_params_go_upstream() {
+        let mut r = request();
+        r.params = GenParams {
+            logit_bias: [("50256".to_string(), -100), ("15".to_string(), 3)].into(),
+            reasoning_effort: Some(crate::model::ReasoningEffort::Low),
+            service_tier: Some(crate::model::ServiceTier::Flex),
+            metadata: [("team".to_string(), "search".to_string())].into(),
+            verbosity: Some(crate::model::Verbosity::Medium),
+            ..GenParams::default()
+        };
+        let b = body(&r, false);
+        assert_eq!(b["logit_bias"], json!({"15": 3, "50256": -100}));
+        assert_eq!(b["reasoning_effort"], "low");
+        assert_eq!(b["service_tier"], "flex");
+        assert_eq!(b["metadata"], json!({"team": "search"}));
+        assert_eq!(b["verbosity"], "medium");
+        let plain = body(&request(), false);
+        for name in [
+            "logit_bias",
+            "reasoning_effort",
+            "service_tier",
+            "metadata",
+            "verbosity",
+        ] {
+            assert!(plain.get(name).is_none(), "{name} unset is not sent");
+        }
     }
 
     #[test]
