@@ -1162,6 +1162,88 @@ async fn the_completion_limit_goes_upstream_under_the_name_the_caller_used() {
     );
 }
 
+/// The upstream's usage details are summed over the turn's calls and returned, stream and
+/// whole; a refusal comes back in the message (and as a streamed `refusal` delta).
+#[tokio::test]
+async fn usage_details_and_refusals_come_back_as_the_upstream_sent_them() {
+    let usage = json!({"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28,
+        "prompt_tokens_details": {"cached_tokens": 16, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 5, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 1}});
+    let call = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+            "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]}}],
+        "usage": usage});
+    let refusal = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+            "content": null, "refusal": "I can't help with that."}}],
+        "usage": usage});
+    let chunk = |delta: Value, finish: Value, usage: Value| {
+        json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": if usage.is_null() { json!([{"index": 0, "delta": delta, "finish_reason": finish}]) } else { json!([]) },
+            "usage": usage})
+        .to_string()
+    };
+    let streamed = Reply::sse(&[
+        chunk(json!({"role": "assistant", "content": null, "refusal": ""}), Value::Null, Value::Null),
+        chunk(json!({"refusal": "I can't "}), Value::Null, Value::Null),
+        chunk(json!({"refusal": "help with that."}), Value::Null, Value::Null),
+        chunk(json!({}), json!("stop"), Value::Null),
+        chunk(Value::Null, Value::Null, usage.clone()),
+        "[DONE]".to_string(),
+    ]);
+    let fake = FakeUpstream::with([
+        Reply::json(200, call),
+        Reply::json(200, refusal),
+        streamed,
+    ])
+    .await;
+    let svc = start(&fake, &[]).await;
+    let http = reqwest::Client::new();
+    let body = json!({"messages": [{"role": "user", "content": "add 1 and 2, then something bad"}]});
+    let v: Value = svc.post_chat(&http, &body).await.json().await.unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 40, "{v}");
+    assert_eq!(
+        v["usage"]["prompt_tokens_details"],
+        json!({"cached_tokens": 32, "audio_tokens": 0}),
+        "{v}"
+    );
+    assert_eq!(
+        v["usage"]["completion_tokens_details"],
+        json!({"reasoning_tokens": 10, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 2}),
+        "{v}"
+    );
+    let message = &v["choices"][0]["message"];
+    assert_eq!(message["refusal"], "I can't help with that.", "{v}");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let text = svc.post_chat(&http, &streamed).await.text().await.unwrap();
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let refused: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["refusal"].as_str())
+        .collect();
+    assert_eq!(refused, "I can't help with that.", "{text}");
+    let last = chunks.last().unwrap();
+    assert_eq!(
+        last["usage"]["prompt_tokens_details"]["cached_tokens"], 16,
+        "{text}"
+    );
+    assert_eq!(
+        last["usage"]["completion_tokens_details"]["reasoning_tokens"], 5,
+        "{text}"
+    );
+}
+
 /// `logit_bias`, `reasoning_effort`, `service_tier`, `metadata` and `verbosity` reach the
 /// upstream as sent; a value the service cannot take is an OpenAI 400 naming the parameter.
 #[tokio::test]

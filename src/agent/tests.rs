@@ -85,7 +85,9 @@ fn text(content: &str) -> Completion {
             prompt_tokens: 10,
             completion_tokens: 5,
             total_tokens: 15,
+            ..Usage::default()
         }),
+        refusal: None,
     }
 }
 
@@ -105,7 +107,9 @@ fn calls(list: &[(&str, &str, &str)]) -> Completion {
             prompt_tokens: 20,
             completion_tokens: 7,
             total_tokens: 27,
+            ..Usage::default()
         }),
+        refusal: None,
     }
 }
 

@@ -42,6 +42,7 @@ pub fn estimate(
         prompt_tokens,
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
+        ..Usage::default()
     }
 }
 

@@ -49,6 +49,7 @@ pub(crate) fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
         tool_calls,
         finish_reason,
         usage: dto.usage.map(Into::into),
+        refusal: choice.message.refusal.filter(|r| !r.is_empty()),
     })
 }
 
@@ -128,6 +129,19 @@ mod tests {
             ("call_1", "{}")
         );
         assert_eq!(c.usage.unwrap().total_tokens, 12);
+    }
+
+    #[test]
+    fn usage_details_and_refusal() {
+        let body = br#"{"choices":[{"message":{"content":null,"refusal":"no"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":null},"completion_tokens_details":{"reasoning_tokens":4}}}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!(c.refusal.as_deref(), Some("no"));
+        let u = c.usage.unwrap();
+        assert_eq!(u.prompt_details.unwrap().cached_tokens, 3);
+        assert_eq!(u.completion_details.unwrap().reasoning_tokens, 4);
+        let plain = parse_completion(br#"{"choices":[{"message":{"content":"hi","refusal":null}}],"usage":{"prompt_tokens":1}}"#).unwrap();
+        assert_eq!(plain.refusal, None);
+        assert_eq!(plain.usage.unwrap().prompt_details, None);
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     /// `None` when the upstream sent no usage.
     pub usage: Option<Usage>,
+    /// The model's refusal (OpenAI `refusal`), when the upstream sent one.
+    pub refusal: Option<String>,
 }
 
 /// What a streamed upstream answer yields: text as it arrives, then the assembled whole

@@ -164,6 +164,8 @@ impl<'a> Turn<'a> {
         // a stream (`llm_call.rs` puts the separator before a later round's first text) and
         // in a whole answer. The session stores each round's message as it was.
         let mut visible = String::new();
+        // The refusal of the round that answered, when the upstream sent one.
+        let mut refusal = None;
         let (mut message, finish) = loop {
             let completion = self.call_llm(&upstream, mode).await?;
             if mode == ToolMode::Native && !completion.content.is_empty() {
@@ -192,6 +194,7 @@ impl<'a> Turn<'a> {
                     self.emit(AgentEvent::Content(completion.content.clone()))
                         .await;
                 }
+                refusal = completion.refusal;
                 let message = Message::new(Role::Assistant, completion.content);
                 upstream.messages.push(message.clone());
                 break (message, finish_of(&completion.finish_reason));
@@ -307,6 +310,7 @@ impl<'a> Turn<'a> {
             model: self.route.id.clone(),
             created: self.created,
             message,
+            refusal,
             finish,
             usage: total,
             executed,

@@ -240,6 +240,7 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
         name: m.name.clone(),
         tool_call_id: m.tool_call_id.clone(),
         tool_calls: m.tool_calls.iter().map(tool_call_to_pb).collect(),
+        refusal: None,
     }
 }
 

@@ -361,6 +361,7 @@ fn message(m: InMessage, i: usize) -> Result<pb::Message, ApiError> {
         }
     };
     Ok(pb::Message {
+        refusal: None,
         role: role.into(),
         content,
         name: m.name,
