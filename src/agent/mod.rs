@@ -59,6 +59,8 @@ struct Inner {
     /// Connects the remote MCP servers requests name (`mcp.request_servers`).
     request_servers: Option<Arc<RequestServerClient>>,
     tool_prefix: crate::config::ToolPrefix,
+    /// Token counts of the messages turns send, each message counted once.
+    tokens: crate::sessions::TokenCounter,
 }
 
 /// What an agent is built from.
@@ -106,6 +108,7 @@ impl Agent {
                 pending,
                 request_servers,
                 tool_prefix,
+                tokens: crate::sessions::TokenCounter::default(),
             }),
         }
     }

@@ -766,3 +766,35 @@ async fn context_trimming_budgets_the_tool_schemas() {
         "the tools' tokens left less room for history: {sent:?}"
     );
 }
+
+/// Each message of a long turn is tokenized once for the context budget (and the usage
+/// estimate), not once per round: later rounds count only what they added.
+#[tokio::test]
+async fn a_turn_counts_each_message_once_across_rounds() {
+    let mut config = Config::default();
+    config.upstream.base_url = "http://127.0.0.1:9/v1".into();
+    config.models = vec![ModelConfig {
+        id: "m".into(),
+        context_window: 100_000,
+        ..ModelConfig::default()
+    }];
+    config.upstream.default_model = "m".into();
+    config.agent.system_prompt = Some("be helpful".into());
+    let mut no_usage = text("done");
+    no_usage.usage = None;
+    let llm = ScriptedLlm::new(vec![
+        calls(&[("c1", "add", r#"{"a": 1, "b": 2}"#)]),
+        calls(&[("c2", "add", r#"{"a": 3, "b": 4}"#)]),
+        no_usage,
+    ]);
+    let agent = parts(llm.clone(), Arc::default(), &config);
+    let r = agent
+        .chat(user("add twice"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "done");
+    assert_eq!(llm.requests().len(), 3);
+    // system, user; then each round's call and result: 6 messages, each counted once
+    // (uncached: 2 + 4 + 6 for the budget, and 6 more for the estimate).
+    assert_eq!(agent.inner.tokens.counted(), 6);
+}

@@ -177,8 +177,10 @@ impl<'a> Turn<'a> {
             match completion.usage {
                 Some(u) => total.usage.add(u),
                 None => {
-                    total.usage.add(usage::estimate(
-                        &upstream.messages,
+                    // The prompt's share from the cached counts (each message once).
+                    let counts = self.inner.tokens.counts(&upstream.messages).await;
+                    total.usage.add(usage::estimate_counted(
+                        &counts,
                         &completion.content,
                         &completion.tool_calls,
                     ));
