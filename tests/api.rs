@@ -1186,22 +1186,27 @@ async fn usage_details_and_refusals_come_back_as_the_upstream_sent_them() {
         .to_string()
     };
     let streamed = Reply::sse(&[
-        chunk(json!({"role": "assistant", "content": null, "refusal": ""}), Value::Null, Value::Null),
+        chunk(
+            json!({"role": "assistant", "content": null, "refusal": ""}),
+            Value::Null,
+            Value::Null,
+        ),
         chunk(json!({"refusal": "I can't "}), Value::Null, Value::Null),
-        chunk(json!({"refusal": "help with that."}), Value::Null, Value::Null),
+        chunk(
+            json!({"refusal": "help with that."}),
+            Value::Null,
+            Value::Null,
+        ),
         chunk(json!({}), json!("stop"), Value::Null),
         chunk(Value::Null, Value::Null, usage.clone()),
         "[DONE]".to_string(),
     ]);
-    let fake = FakeUpstream::with([
-        Reply::json(200, call),
-        Reply::json(200, refusal),
-        streamed,
-    ])
-    .await;
+    let fake =
+        FakeUpstream::with([Reply::json(200, call), Reply::json(200, refusal), streamed]).await;
     let svc = start(&fake, &[]).await;
     let http = reqwest::Client::new();
-    let body = json!({"messages": [{"role": "user", "content": "add 1 and 2, then something bad"}]});
+    let body =
+        json!({"messages": [{"role": "user", "content": "add 1 and 2, then something bad"}]});
     let v: Value = svc.post_chat(&http, &body).await.json().await.unwrap();
     assert_eq!(v["usage"]["prompt_tokens"], 40, "{v}");
     assert_eq!(
@@ -1287,7 +1292,11 @@ async fn passthrough_parameters_reach_the_upstream_or_are_refused_by_name() {
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{name}: {message}");
     }
-    assert_eq!(fake.request_count(), 2, "nothing refused reached the upstream");
+    assert_eq!(
+        fake.request_count(),
+        2,
+        "nothing refused reached the upstream"
+    );
 }
 
 /// `stream_options` goes upstream only where the model entry allows it (some

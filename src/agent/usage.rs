@@ -33,10 +33,7 @@ pub fn estimate_counted(
     completion_text: &str,
     completion_calls: &[crate::model::ToolCall],
 ) -> Usage {
-    let prompt_tokens = prompt_counts
-        .iter()
-        .copied()
-        .fold(3, u32::saturating_add);
+    let prompt_tokens = prompt_counts.iter().copied().fold(3, u32::saturating_add);
     let completion_tokens = completion_calls
         .iter()
         .map(|c| count(&c.name).saturating_add(count(&c.arguments)))

@@ -94,7 +94,7 @@ impl OpenAiClient {
             stream,
             stream_usage: endpoint.stream_usage(),
         })
-            .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
+        .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
         let prepared = self
             .http
             .post(url.clone())

@@ -100,10 +100,16 @@ impl TokenCounter {
             {
                 Ok(fresh) => fresh,
                 // The pool is gone (runtime shutting down): count here.
-                Err(_) => missing.iter().map(|&i| message_tokens(&messages[i])).collect(),
+                Err(_) => missing
+                    .iter()
+                    .map(|&i| message_tokens(&messages[i]))
+                    .collect(),
             }
         } else {
-            missing.iter().map(|&i| message_tokens(&messages[i])).collect()
+            missing
+                .iter()
+                .map(|&i| message_tokens(&messages[i]))
+                .collect()
         };
         self.store(messages, &missing, &fresh);
         for (&i, n) in missing.iter().zip(fresh) {
@@ -115,7 +121,10 @@ impl TokenCounter {
     /// The same, always counted on the calling thread (for synchronous callers).
     pub fn counts_now(&self, messages: &[Message]) -> Vec<u32> {
         let (mut counts, missing) = self.lookup(messages);
-        let fresh: Vec<u32> = missing.iter().map(|&i| message_tokens(&messages[i])).collect();
+        let fresh: Vec<u32> = missing
+            .iter()
+            .map(|&i| message_tokens(&messages[i]))
+            .collect();
         self.store(messages, &missing, &fresh);
         for (&i, n) in missing.iter().zip(fresh) {
             counts[i] = n;
@@ -365,7 +374,10 @@ mod tests {
         for i in 0..n {
             all.push(user(&format!("question {i} about the weather")));
             all.push(calls(&[&format!("c{i}")]));
-            all.push(Message::tool_result(format!("c{i}"), format!("sunny, {i} degrees")));
+            all.push(Message::tool_result(
+                format!("c{i}"),
+                format!("sunny, {i} degrees"),
+            ));
             all.push(assistant(&format!("it is sunny, {i} degrees")));
         }
         all
@@ -385,9 +397,16 @@ mod tests {
             let counts = counter.counts(&conversation).await;
             let uncached: Vec<u32> = conversation.iter().map(message_tokens).collect();
             assert_eq!(counts, uncached);
-            assert_eq!(counter.counted(), 22 + round, "only the new message was counted");
+            assert_eq!(
+                counter.counted(),
+                22 + round,
+                "only the new message was counted"
+            );
         }
-        assert_eq!(counter.counts_now(&conversation), counter.counts(&conversation).await);
+        assert_eq!(
+            counter.counts_now(&conversation),
+            counter.counts(&conversation).await
+        );
         assert_eq!(counter.counted(), 24, "nothing counted twice");
         // Trimming with the cached counts keeps what trimming by counting keeps.
         for budget in [0, 1, 40, 120, 10_000] {
@@ -404,7 +423,12 @@ mod tests {
     async fn a_large_history_is_counted_off_the_async_worker_with_the_same_result() {
         let counter = TokenCounter::default();
         let big: Vec<Message> = (0..40)
-            .map(|i| user(&format!("{i} {}", "lorem ipsum dolor sit amet ".repeat(100))))
+            .map(|i| {
+                user(&format!(
+                    "{i} {}",
+                    "lorem ipsum dolor sit amet ".repeat(100)
+                ))
+            })
             .collect();
         assert!(big.iter().map(text_bytes).sum::<usize>() >= BLOCKING_BYTES);
         let counts = counter.counts(&big).await;

@@ -482,7 +482,10 @@ mod tests {
             "I can't help with that."
         );
         assert_eq!(chunks[1]["choices"][0]["finish_reason"], "stop");
-        assert_eq!(chunks[2]["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
+        assert_eq!(
+            chunks[2]["usage"]["prompt_tokens_details"]["cached_tokens"],
+            8
+        );
 
         let plain = serde_json::to_value(completion(&pb::ChatResponse::default())).unwrap();
         assert_eq!(plain["choices"][0]["message"]["refusal"], Value::Null);

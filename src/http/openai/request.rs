@@ -582,11 +582,23 @@ mod tests {
                 r#"{"messages": [], "reasoning_effort": "unspecified"}"#,
                 "reasoning_effort",
             ),
-            (r#"{"messages": [], "reasoning_effort": "LOW"}"#, "reasoning_effort"),
-            (r#"{"messages": [], "service_tier": "cheap"}"#, "service_tier"),
+            (
+                r#"{"messages": [], "reasoning_effort": "LOW"}"#,
+                "reasoning_effort",
+            ),
+            (
+                r#"{"messages": [], "service_tier": "cheap"}"#,
+                "service_tier",
+            ),
             (r#"{"messages": [], "verbosity": "chatty"}"#, "verbosity"),
-            (r#"{"messages": [], "logit_bias": {"1": 0.5}}"#, "logit_bias"),
-            (r#"{"messages": [], "logit_bias": {"1": "x"}}"#, "logit_bias.1"),
+            (
+                r#"{"messages": [], "logit_bias": {"1": 0.5}}"#,
+                "logit_bias",
+            ),
+            (
+                r#"{"messages": [], "logit_bias": {"1": "x"}}"#,
+                "logit_bias.1",
+            ),
             (r#"{"messages": [], "metadata": {"k": 1}}"#, "metadata.k"),
         ] {
             let e = convert(body).unwrap_err();
