@@ -1,6 +1,6 @@
 //! The conversation types the core, the session store and the upstream client share:
 //! [`Message`] and its [`Role`], [`ToolCall`], the offered [`ToolDef`]s and [`ToolChoice`],
-//! [`GenParams`] and [`Usage`].
+//! [`GenParams`] (with [`ReasoningEffort`], [`ServiceTier`], [`Verbosity`]) and [`Usage`].
 //!
 //! A neutral module: it imports nothing of the crate, so `sessions/` can store messages and
 //! `llm/` can send them without either depending on the other. No wire shapes here — the
@@ -101,6 +101,48 @@ pub struct GenParams {
     pub response_format: Option<serde_json::Value>,
     pub parallel_tool_calls: Option<bool>,
     pub user: Option<String>,
+    /// Token id → bias (-100..100), passed as is (empty: not sent).
+    pub logit_bias: std::collections::BTreeMap<String, i32>,
+    pub reasoning_effort: Option<ReasoningEffort>,
+    pub service_tier: Option<ServiceTier>,
+    /// Pairs stored with the upstream's completion (empty: not sent).
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub verbosity: Option<Verbosity>,
+}
+
+/// A closed set of values the upstream takes as lowercase strings.
+macro_rules! wire_values {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// The value as the upstream spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+wire_values! {
+    /// How hard a reasoning model thinks (OpenAI `reasoning_effort`).
+    ReasoningEffort { None = "none", Minimal = "minimal", Low = "low", Medium = "medium", High = "high", Xhigh = "xhigh" }
+}
+
+wire_values! {
+    /// The processing tier asked of the upstream (OpenAI `service_tier`).
+    ServiceTier { Auto = "auto", Default = "default", Flex = "flex", Scale = "scale", Priority = "priority" }
+}
+
+wire_values! {
+    /// How long the answer is (OpenAI `verbosity`).
+    Verbosity { Low = "low", Medium = "medium", High = "high" }
 }
 
 /// Token counts as the upstream reported them.
@@ -109,12 +151,85 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
+    /// The prompt's breakdown, when the upstream reported one.
+    pub prompt_details: Option<PromptTokensDetails>,
+    /// The completion's breakdown, when the upstream reported one.
+    pub completion_details: Option<CompletionTokensDetails>,
+}
+
+/// Parts of the prompt tokens (OpenAI `prompt_tokens_details`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
+    pub audio_tokens: u32,
+}
+
+/// Parts of the completion tokens (OpenAI `completion_tokens_details`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompletionTokensDetails {
+    pub reasoning_tokens: u32,
+    pub audio_tokens: u32,
+    pub accepted_prediction_tokens: u32,
+    pub rejected_prediction_tokens: u32,
 }
 
 impl Usage {
+    /// Adds another call's usage; a breakdown is summed over the calls that reported one.
     pub fn add(&mut self, other: Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.total_tokens += other.total_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        if let Some(o) = other.prompt_details {
+            let d = self.prompt_details.get_or_insert_default();
+            d.cached_tokens = d.cached_tokens.saturating_add(o.cached_tokens);
+            d.audio_tokens = d.audio_tokens.saturating_add(o.audio_tokens);
+        }
+        if let Some(o) = other.completion_details {
+            let d = self.completion_details.get_or_insert_default();
+            d.reasoning_tokens = d.reasoning_tokens.saturating_add(o.reasoning_tokens);
+            d.audio_tokens = d.audio_tokens.saturating_add(o.audio_tokens);
+            d.accepted_prediction_tokens = d
+                .accepted_prediction_tokens
+                .saturating_add(o.accepted_prediction_tokens);
+            d.rejected_prediction_tokens = d
+                .rejected_prediction_tokens
+                .saturating_add(o.rejected_prediction_tokens);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_details_are_summed_over_the_calls_that_report_them() {
+        let plain = Usage {
+            prompt_tokens: 5,
+            completion_tokens: 1,
+            total_tokens: 6,
+            ..Usage::default()
+        };
+        let detailed = Usage {
+            prompt_details: Some(PromptTokensDetails {
+                cached_tokens: 4,
+                audio_tokens: 0,
+            }),
+            completion_details: Some(CompletionTokensDetails {
+                reasoning_tokens: 3,
+                ..CompletionTokensDetails::default()
+            }),
+            ..plain
+        };
+        let mut total = Usage::default();
+        total.add(plain);
+        assert_eq!(total.prompt_details, None, "none reported: none returned");
+        total.add(detailed);
+        total.add(detailed);
+        assert_eq!(total.prompt_tokens, 15);
+        assert_eq!(total.prompt_details.unwrap().cached_tokens, 8);
+        assert_eq!(total.completion_details.unwrap().reasoning_tokens, 6);
     }
 }

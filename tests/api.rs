@@ -182,10 +182,19 @@ async fn upstream_503_twice_then_200_recovers() {
 
 #[tokio::test]
 async fn upstream_errors_keep_their_class_over_grpc_and_http() {
+    // An OpenAI error body naming the parameter it refuses: the param is kept.
+    let too_long = || {
+        Reply::json(
+            400,
+            json!({"error": {"message": "messages: too long for this model",
+                "type": "invalid_request_error", "param": "messages[0].content",
+                "code": "context_length_exceeded"}}),
+        )
+    };
     let fake = FakeUpstream::with([
-        Reply::error(400, "messages: too long for this model"),
+        too_long(),
         Reply::raw(200, "application/json", "{\"choices\": [ this is not json"),
-        Reply::error(400, "messages: too long for this model"),
+        too_long(),
         Reply::raw(200, "application/json", "{\"choices\": [ this is not json"),
     ])
     .await;
@@ -194,6 +203,14 @@ async fn upstream_errors_keep_their_class_over_grpc_and_http() {
     let e = client.chat(user("x")).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("too long for this model"), "{e:?}");
+    assert_eq!(
+        e.get_details_bad_request().unwrap().field_violations[0].field,
+        "messages[0].content"
+    );
+    assert_eq!(
+        e.get_details_error_info().unwrap().reason,
+        "context_length_exceeded"
+    );
     let e = client.chat(user("x")).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert_eq!(e.get_details_error_info().unwrap().reason, "bad_gateway");
@@ -207,6 +224,8 @@ async fn upstream_errors_keep_their_class_over_grpc_and_http() {
         v["error"]["message"].as_str().unwrap().contains("too long"),
         "{v}"
     );
+    assert_eq!(v["error"]["param"], "messages[0].content", "{v}");
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
     let r = svc.post_chat(&http, &body).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
@@ -1141,6 +1160,184 @@ async fn the_completion_limit_goes_upstream_under_the_name_the_caller_used() {
             (Value::Null, json!(70)),
         ]
     );
+}
+
+/// The upstream's usage details are summed over the turn's calls and returned, stream and
+/// whole; a refusal comes back in the message (and as a streamed `refusal` delta).
+#[tokio::test]
+async fn usage_details_and_refusals_come_back_as_the_upstream_sent_them() {
+    let usage = json!({"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28,
+        "prompt_tokens_details": {"cached_tokens": 16, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 5, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 1}});
+    let call = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+            "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]}}],
+        "usage": usage});
+    let refusal = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+            "content": null, "refusal": "I can't help with that."}}],
+        "usage": usage});
+    let chunk = |delta: Value, finish: Value, usage: Value| {
+        json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": if usage.is_null() { json!([{"index": 0, "delta": delta, "finish_reason": finish}]) } else { json!([]) },
+            "usage": usage})
+        .to_string()
+    };
+    let streamed = Reply::sse(&[
+        chunk(
+            json!({"role": "assistant", "content": null, "refusal": ""}),
+            Value::Null,
+            Value::Null,
+        ),
+        chunk(json!({"refusal": "I can't "}), Value::Null, Value::Null),
+        chunk(
+            json!({"refusal": "help with that."}),
+            Value::Null,
+            Value::Null,
+        ),
+        chunk(json!({}), json!("stop"), Value::Null),
+        chunk(Value::Null, Value::Null, usage.clone()),
+        "[DONE]".to_string(),
+    ]);
+    let fake =
+        FakeUpstream::with([Reply::json(200, call), Reply::json(200, refusal), streamed]).await;
+    let svc = start(&fake, &[]).await;
+    let http = reqwest::Client::new();
+    let body =
+        json!({"messages": [{"role": "user", "content": "add 1 and 2, then something bad"}]});
+    let v: Value = svc.post_chat(&http, &body).await.json().await.unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 40, "{v}");
+    assert_eq!(
+        v["usage"]["prompt_tokens_details"],
+        json!({"cached_tokens": 32, "audio_tokens": 0}),
+        "{v}"
+    );
+    assert_eq!(
+        v["usage"]["completion_tokens_details"],
+        json!({"reasoning_tokens": 10, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 2}),
+        "{v}"
+    );
+    let message = &v["choices"][0]["message"];
+    assert_eq!(message["refusal"], "I can't help with that.", "{v}");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let text = svc.post_chat(&http, &streamed).await.text().await.unwrap();
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let refused: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["refusal"].as_str())
+        .collect();
+    assert_eq!(refused, "I can't help with that.", "{text}");
+    let last = chunks.last().unwrap();
+    assert_eq!(
+        last["usage"]["prompt_tokens_details"]["cached_tokens"], 16,
+        "{text}"
+    );
+    assert_eq!(
+        last["usage"]["completion_tokens_details"]["reasoning_tokens"], 5,
+        "{text}"
+    );
+}
+
+/// `logit_bias`, `reasoning_effort`, `service_tier`, `metadata` and `verbosity` reach the
+/// upstream as sent; a value the service cannot take is an OpenAI 400 naming the parameter.
+#[tokio::test]
+async fn passthrough_parameters_reach_the_upstream_or_are_refused_by_name() {
+    let fake = FakeUpstream::with([Reply::text(&["a"]), Reply::text(&["b"])]).await;
+    let svc = start(&fake, &[]).await;
+    let http = reqwest::Client::new();
+    let passed = json!({"logit_bias": {"50256": -100}, "reasoning_effort": "high",
+        "service_tier": "priority", "metadata": {"team": "search"}, "verbosity": "low"});
+    for stream in [false, true] {
+        let mut body = json!({"messages": [{"role": "user", "content": "x"}], "stream": stream});
+        for (k, v) in passed.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = svc.post_chat(&http, &body).await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    for seen in fake.requests() {
+        for (k, v) in passed.as_object().unwrap() {
+            assert_eq!(&seen.body[k], v, "{k}: {}", seen.body);
+        }
+    }
+    let too_many: serde_json::Map<String, Value> =
+        (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for (name, value, says) in [
+        ("metadata", json!(too_many), "at most 16"),
+        ("metadata", json!({"k": "v".repeat(513)}), "512"),
+        ("logit_bias", json!({"50256": 101}), "-100..100"),
+        ("reasoning_effort", json!("extreme"), "\"extreme\""),
+        ("service_tier", json!("cheap"), "\"cheap\""),
+        ("verbosity", json!("chatty"), "\"chatty\""),
+        ("temperature", json!(3), "outside"),
+    ] {
+        let body = json!({"messages": [{"role": "user", "content": "x"}], name: value});
+        let r = svc.post_chat(&http, &body).await;
+        assert_eq!(r.status(), 400, "{name}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["param"], name, "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    assert_eq!(
+        fake.request_count(),
+        2,
+        "nothing refused reached the upstream"
+    );
+}
+
+/// `stream_options` goes upstream only where the model entry allows it (some
+/// OpenAI-compatible servers refuse it); without it the turn's usage is estimated.
+#[tokio::test]
+async fn stream_options_go_upstream_only_where_the_model_allows_them() {
+    let fake = FakeUpstream::with([Reply::text(&["a"]), Reply::text(&["b"])]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[upstream]\nbase_url = \"{}\"\ndefault_model = \"openai\"\n\n[[models]]\nid = \"openai\"\n\n[[models]]\nid = \"strict\"\nstream_usage = false\n",
+        fake.base_url
+    );
+    std::fs::write(dir.path().join("mcp-chat.toml"), toml).unwrap();
+    let svc = Service::start_in(dir, &[], &[]).await;
+    let mut client = grpc(&svc).await;
+    let mut estimated = Vec::new();
+    for model in ["openai", "strict"] {
+        let mut request = user("hello there");
+        request.model = model.into();
+        let mut stream = client.stream_chat(request).await.unwrap().into_inner();
+        while let Some(event) = stream.message().await.unwrap() {
+            if let Some(Event::Response(r)) = event.event {
+                let usage = r.usage.unwrap();
+                assert!(usage.prompt_tokens > 0, "{model}: {usage:?}");
+                estimated.push(usage.estimated);
+            }
+        }
+    }
+    let sent = fake.requests();
+    assert_eq!(sent[0].body["stream"], true);
+    assert_eq!(
+        sent[0].body["stream_options"],
+        json!({"include_usage": true})
+    );
+    assert_eq!(sent[1].body["stream"], true);
+    assert!(
+        sent[1].body.get("stream_options").is_none(),
+        "{}",
+        sent[1].body
+    );
+    assert_eq!(estimated, [false, true]);
 }
 
 /// The whole answer carries the same text as the stream: every round's, separated.

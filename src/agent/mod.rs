@@ -64,6 +64,8 @@ struct Inner {
     tool_prefix: crate::config::ToolPrefix,
     /// How long a stored response stays (the sessions' ttl).
     response_ttl: Duration,
+    /// Token counts of the messages turns send, each message counted once.
+    tokens: crate::sessions::TokenCounter,
 }
 
 /// What an agent is built from.
@@ -115,6 +117,7 @@ impl Agent {
                 request_servers,
                 tool_prefix,
                 response_ttl,
+                tokens: crate::sessions::TokenCounter::default(),
             }),
         }
     }

@@ -45,7 +45,8 @@ impl ModelTable {
                 let api_key = m.api_key.unwrap_or_else(|| config.upstream.api_key.clone());
                 Ok(Arc::new(ModelRoute {
                     upstream_model: m.upstream_model.unwrap_or_else(|| m.id.clone()),
-                    endpoint: Endpoint::new(base_url, api_key, m.headers)?,
+                    endpoint: Endpoint::new(base_url, api_key, m.headers)?
+                        .with_stream_usage(m.stream_usage.unwrap_or(true)),
                     metrics: ModelMetrics::new(&m.id),
                     id: m.id,
                     tool_mode: m.tool_mode,

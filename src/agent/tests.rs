@@ -85,7 +85,9 @@ fn text(content: &str) -> Completion {
             prompt_tokens: 10,
             completion_tokens: 5,
             total_tokens: 15,
+            ..Usage::default()
         }),
+        refusal: None,
     }
 }
 
@@ -105,7 +107,9 @@ fn calls(list: &[(&str, &str, &str)]) -> Completion {
             prompt_tokens: 20,
             completion_tokens: 7,
             total_tokens: 27,
+            ..Usage::default()
         }),
+        refusal: None,
     }
 }
 
@@ -341,7 +345,21 @@ async fn iteration_limit_stops_the_loop() {
         .unwrap();
     assert_eq!(r.finish, Finish::IterationLimit);
     assert_eq!(llm.requests().len(), 2, "no third upstream call");
-    assert!(r.message.content.contains("limit of 2 rounds"));
+    // No made-up text: the answer and the stored turn hold what the model said, nothing more.
+    assert_eq!(r.message.content, "", "no note in place of an answer");
+    assert!(r.message.tool_calls.is_empty());
+    assert!(
+        r.new_messages
+            .iter()
+            .all(|m| m.role != Role::Assistant || !m.tool_calls.is_empty()),
+        "no assistant text stored: {:?}",
+        r.new_messages
+    );
+    assert_eq!(
+        r.new_messages.last().map(|m| m.role),
+        Some(Role::Tool),
+        "the stored turn ends with the last round's results"
+    );
     // Every call in the stored turn has its result.
     let calls: usize = r.new_messages.iter().map(|m| m.tool_calls.len()).sum();
     let results = r
@@ -350,6 +368,31 @@ async fn iteration_limit_stops_the_loop() {
         .filter(|m| m.role == Role::Tool)
         .count();
     assert_eq!(calls, results);
+}
+
+/// A streamed turn stopped by the limit shows only what the model said (no note), and
+/// ends with the limit as its finish reason.
+#[tokio::test]
+async fn iteration_limit_in_a_stream_adds_no_text() {
+    let mut first = calls(&[("c1", "add", "{}")]);
+    first.content = "Let me add.".into();
+    let llm = ScriptedLlm::new(vec![first, calls(&[("c2", "add", "{}")])]);
+    let agent = agent_with(llm, Arc::default(), ToolMode::Native, 2);
+    let mut rx = agent.stream(user("x"), CancellationToken::new()).unwrap();
+    let mut content = String::new();
+    let mut done = None;
+    while let Some(event) = rx.recv().await {
+        match event.unwrap() {
+            AgentEvent::Content(t) => content.push_str(&t),
+            AgentEvent::Done(r) => done = Some(r),
+            _ => {}
+        }
+    }
+    let r = done.unwrap();
+    assert_eq!(content, "Let me add.");
+    assert_eq!(r.message.content, "Let me add.");
+    assert_eq!(r.finish, Finish::IterationLimit);
+    assert_eq!(r.new_messages.last().map(|m| m.role), Some(Role::Tool));
 }
 
 #[tokio::test]
@@ -604,6 +647,7 @@ async fn a_session_turn_is_stored_whole_or_not_at_all() {
                 status: 500,
                 message: "down".into(),
                 code: None,
+                param: None,
                 retry_after: None,
             }),
             Ok(text("again")),
@@ -723,4 +767,36 @@ async fn context_trimming_budgets_the_tool_schemas() {
         sent[1] < sent[0],
         "the tools' tokens left less room for history: {sent:?}"
     );
+}
+
+/// Each message of a long turn is tokenized once for the context budget (and the usage
+/// estimate), not once per round: later rounds count only what they added.
+#[tokio::test]
+async fn a_turn_counts_each_message_once_across_rounds() {
+    let mut config = Config::default();
+    config.upstream.base_url = "http://127.0.0.1:9/v1".into();
+    config.models = vec![ModelConfig {
+        id: "m".into(),
+        context_window: 100_000,
+        ..ModelConfig::default()
+    }];
+    config.upstream.default_model = "m".into();
+    config.agent.system_prompt = Some("be helpful".into());
+    let mut no_usage = text("done");
+    no_usage.usage = None;
+    let llm = ScriptedLlm::new(vec![
+        calls(&[("c1", "add", r#"{"a": 1, "b": 2}"#)]),
+        calls(&[("c2", "add", r#"{"a": 3, "b": 4}"#)]),
+        no_usage,
+    ]);
+    let agent = parts(llm.clone(), Arc::default(), &config);
+    let r = agent
+        .chat(user("add twice"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "done");
+    assert_eq!(llm.requests().len(), 3);
+    // system, user; then each round's call and result: 6 messages, each counted once
+    // (uncached: 2 + 4 + 6 for the budget, and 6 more for the estimate).
+    assert_eq!(agent.inner.tokens.counted(), 6);
 }

@@ -111,6 +111,8 @@ pub struct AgentResponse {
     pub created: i64,
     /// The final assistant message (client-side `tool_calls` when `finish` is ToolCalls).
     pub message: Message,
+    /// The model's refusal in its last answer, when the upstream sent one.
+    pub refusal: Option<String>,
     pub finish: Finish,
     pub usage: TurnUsage,
     /// MCP calls executed server-side, in the order the model made them.

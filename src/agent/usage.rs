@@ -26,6 +26,26 @@ pub fn count_messages(messages: &[Message]) -> u32 {
         + 3
 }
 
+/// An estimate of one upstream call's usage, the prompt's messages counted already
+/// (`sessions::TokenCounter`; `message_tokens` each), plus the reply's priming (3).
+pub fn estimate_counted(
+    prompt_counts: &[u32],
+    completion_text: &str,
+    completion_calls: &[crate::model::ToolCall],
+) -> Usage {
+    let prompt_tokens = prompt_counts.iter().copied().fold(3, u32::saturating_add);
+    let completion_tokens = completion_calls
+        .iter()
+        .map(|c| count(&c.name).saturating_add(count(&c.arguments)))
+        .fold(count(completion_text), u32::saturating_add);
+    Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens.saturating_add(completion_tokens),
+        ..Usage::default()
+    }
+}
+
 /// An estimate of one upstream call's usage.
 pub fn estimate(
     prompt: &[Message],
@@ -42,6 +62,7 @@ pub fn estimate(
         prompt_tokens,
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
+        ..Usage::default()
     }
 }
 

@@ -192,6 +192,11 @@ pub struct ModelConfig {
     /// upstreams that do not know `max_completion_tokens`); unset: the name the caller used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens_field: Option<MaxTokensField>,
+    /// Whether a streamed call asks the upstream for its usage
+    /// (`stream_options: {include_usage: true}`); unset: yes. Off for OpenAI-compatible
+    /// servers that refuse `stream_options`: the turn's usage is then estimated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_usage: Option<bool>,
 }
 
 /// The name of the completion-length limit in an upstream request.

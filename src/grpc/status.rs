@@ -106,6 +106,7 @@ fn upstream(error: LlmError) -> Status {
             status: code @ 400..=499,
             retry_after,
             code: upstream_code,
+            param,
             ..
         } => {
             let (grpc, reason) = match code {
@@ -125,7 +126,19 @@ fn upstream(error: LlmError) -> Status {
             } else {
                 None
             };
-            status(grpc, reason, message, retry)
+            match param {
+                // The parameter the upstream named goes on as a field violation (the
+                // HTTP gateway shows it as `error.param`).
+                Some(param) => {
+                    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, HashMap::new());
+                    details.add_bad_request_violation(param, message.clone());
+                    if retry.is_some() {
+                        details.set_retry_info(retry);
+                    }
+                    Status::with_error_details(grpc, message, details)
+                }
+                None => status(grpc, reason, message, retry),
+            }
         }
         LlmError::Status { retry_after, .. } => status(
             Code::Unavailable,
@@ -184,6 +197,7 @@ mod tests {
             status,
             message: "m".into(),
             code: None,
+            param: None,
             retry_after: None,
         };
         let cases = [
@@ -250,6 +264,7 @@ mod tests {
             status: 429,
             message: "slow down".into(),
             code: None,
+            param: None,
             retry_after: Some(Duration::from_secs(7)),
         }));
         assert_eq!(
@@ -257,5 +272,21 @@ mod tests {
             Some(Duration::from_secs(7))
         );
         assert!(s.message().contains("slow down"));
+        assert!(s.get_details_bad_request().is_none());
+    }
+
+    #[test]
+    fn the_upstream_param_is_kept_as_a_field_violation() {
+        let s = Status::from(CoreError::Upstream(LlmError::Status {
+            status: 400,
+            message: "bad value".into(),
+            code: Some("invalid_value".into()),
+            param: Some("reasoning_effort".into()),
+            retry_after: None,
+        }));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(reason(&s), "invalid_value");
+        let bad = s.get_details_bad_request().unwrap();
+        assert_eq!(bad.field_violations[0].field, "reasoning_effort");
     }
 }

@@ -49,18 +49,36 @@ pub(crate) fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
         tool_calls,
         finish_reason,
         usage: dto.usage.map(Into::into),
+        refusal: choice.message.refusal.filter(|r| !r.is_empty()),
     })
 }
 
-/// The message and code of an error answer: OpenAI's `{"error":{"message","type","code"}}`,
-/// `{"error":"…"}`, `{"message":"…"}`, else the body text (cut to 500 bytes).
-pub(crate) fn error_message(body: &[u8]) -> (String, Option<String>) {
+/// What an error answer says: its message, its code and the parameter it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ErrorBody {
+    pub message: String,
+    pub code: Option<String>,
+    pub param: Option<String>,
+}
+
+/// The message, code and param of an error answer: OpenAI's
+/// `{"error":{"message","type","param","code"}}`, `{"error":"…"}`, `{"message":"…"}`, else
+/// the body text (cut to 500 bytes).
+pub(crate) fn error_body(body: &[u8]) -> ErrorBody {
     if let Ok(dto) = serde_json::from_slice::<ErrorBodyDto>(body) {
         if let Some(error) = dto.error {
-            return (error.message().to_owned(), error.code());
+            return ErrorBody {
+                message: error.message().to_owned(),
+                code: error.code(),
+                param: error.param(),
+            };
         }
         if let Some(message) = dto.message {
-            return (message, dto.kind);
+            return ErrorBody {
+                message,
+                code: dto.kind,
+                param: None,
+            };
         }
     }
     let text = String::from_utf8_lossy(body);
@@ -70,7 +88,17 @@ pub(crate) fn error_message(body: &[u8]) -> (String, Option<String>) {
         clipped if clipped.len() < text.len() => format!("{clipped}…"),
         clipped => clipped.to_owned(),
     };
-    (message, None)
+    ErrorBody {
+        message,
+        code: None,
+        param: None,
+    }
+}
+
+/// The message and code of an error answer (see [`error_body`]).
+pub(crate) fn error_message(body: &[u8]) -> (String, Option<String>) {
+    let ErrorBody { message, code, .. } = error_body(body);
+    (message, code)
 }
 
 /// At most `max` bytes of `s`, cut on a char boundary.
@@ -104,6 +132,19 @@ mod tests {
     }
 
     #[test]
+    fn usage_details_and_refusal() {
+        let body = br#"{"choices":[{"message":{"content":null,"refusal":"no"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":null},"completion_tokens_details":{"reasoning_tokens":4}}}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!(c.refusal.as_deref(), Some("no"));
+        let u = c.usage.unwrap();
+        assert_eq!(u.prompt_details.unwrap().cached_tokens, 3);
+        assert_eq!(u.completion_details.unwrap().reasoning_tokens, 4);
+        let plain = parse_completion(br#"{"choices":[{"message":{"content":"hi","refusal":null}}],"usage":{"prompt_tokens":1}}"#).unwrap();
+        assert_eq!(plain.refusal, None);
+        assert_eq!(plain.usage.unwrap().prompt_details, None);
+    }
+
+    #[test]
     fn completion_without_usage_or_finish_reason() {
         let c = parse_completion(br#"{"choices":[{"message":{"content":"hi"}}]}"#).unwrap();
         assert_eq!(
@@ -133,6 +174,16 @@ mod tests {
         assert_eq!(
             error_message(openai),
             ("Invalid 'messages'".into(), Some("bad_msgs".into()))
+        );
+        assert_eq!(error_body(openai).param, None, "a null param is none");
+        let named = br#"{"error":{"message":"bad","type":"invalid_request_error","param":"messages[1].content","code":null}}"#;
+        assert_eq!(
+            error_body(named),
+            ErrorBody {
+                message: "bad".into(),
+                code: Some("invalid_request_error".into()),
+                param: Some("messages[1].content".into()),
+            }
         );
         let typed = br#"{"error":{"message":"m","type":"server_error","code":null}}"#;
         assert_eq!(

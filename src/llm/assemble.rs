@@ -36,6 +36,7 @@ struct PartialCall {
 #[derive(Debug, Default)]
 pub struct Assembler {
     content: String,
+    refusal: String,
     calls: Vec<PartialCall>,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
@@ -70,6 +71,9 @@ impl Assembler {
             if let Some(delta) = choice.delta {
                 if let Some(content) = delta.content {
                     text.push_str(&content.0);
+                }
+                if let Some(refusal) = delta.refusal {
+                    self.refusal.push_str(&refusal.0);
                 }
                 for call in delta.tool_calls {
                     self.push_call(call);
@@ -153,6 +157,7 @@ impl Assembler {
             tool_calls,
             finish_reason,
             usage: self.usage.take(),
+            refusal: Some(std::mem::take(&mut self.refusal)).filter(|r| !r.is_empty()),
         })
     }
 }
@@ -213,7 +218,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 3,
                 completion_tokens: 2,
-                total_tokens: 5
+                total_tokens: 5,
+                ..Usage::default()
             })
         );
     }

@@ -58,6 +58,8 @@ pub struct Endpoint {
     /// The key and the endpoint's own headers as header values, built once; an invalid
     /// one is reported on each call (not at start-up), naming the header.
     fixed_headers: Result<HeaderMap, String>,
+    /// Streamed calls send `stream_options: {include_usage: true}` (default).
+    stream_usage: bool,
 }
 
 impl Endpoint {
@@ -79,7 +81,21 @@ impl Endpoint {
             headers,
             chat_url,
             fixed_headers,
+            stream_usage: true,
         })
+    }
+
+    /// Whether streamed calls ask for the usage with `stream_options` (some
+    /// OpenAI-compatible servers refuse that field); default yes.
+    #[must_use]
+    pub fn with_stream_usage(mut self, ask: bool) -> Self {
+        self.stream_usage = ask;
+        self
+    }
+
+    /// Whether streamed calls send `stream_options: {include_usage: true}`.
+    pub fn stream_usage(&self) -> bool {
+        self.stream_usage
     }
 
     /// The key (when set) and the endpoint's own headers, or why one is not a valid value.
@@ -131,6 +147,8 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     /// `None` when the upstream sent no usage.
     pub usage: Option<Usage>,
+    /// The model's refusal (OpenAI `refusal`), when the upstream sent one.
+    pub refusal: Option<String>,
 }
 
 /// What a streamed upstream answer yields: text as it arrives, then the assembled whole
@@ -161,6 +179,8 @@ pub enum LlmError {
         status: u16,
         message: String,
         code: Option<String>,
+        /// The request parameter the upstream's error body names (`error.param`).
+        param: Option<String>,
         retry_after: Option<Duration>,
     },
     /// The upstream's answer could not be understood.

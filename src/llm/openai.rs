@@ -15,7 +15,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{
     Completion, CompletionRequest, Endpoint, LlmClient, LlmError, LlmEvent, LlmStream,
-    answer::{error_message, parse_completion},
+    answer::{error_body, parse_completion},
     request::ChatBody,
     retry::{self, RetryPolicy},
     sse,
@@ -89,8 +89,12 @@ impl OpenAiClient {
             url: url.to_string(),
             message,
         };
-        let body = serde_json::to_vec(&ChatBody { request, stream })
-            .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
+        let body = serde_json::to_vec(&ChatBody {
+            request,
+            stream,
+            stream_usage: endpoint.stream_usage(),
+        })
+        .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
         let prepared = self
             .http
             .post(url.clone())
@@ -162,11 +166,12 @@ impl OpenAiClient {
             .read_body(&mut response, deadline, MAX_ERROR_BODY)
             .await
             .unwrap_or_default();
-        let (message, code) = error_message(&body);
+        let body = error_body(&body);
         let error = LlmError::Status {
             status,
-            message,
-            code,
+            message: body.message,
+            code: body.code,
+            param: body.param,
             retry_after,
         };
         (error, retryable, retry_after)

@@ -11,6 +11,8 @@ use crate::model::{Message, ToolCall, ToolChoice, ToolDef};
 pub(crate) struct ChatBody<'a> {
     pub request: &'a CompletionRequest,
     pub stream: bool,
+    /// With `stream`: ask for the usage in a last chunk (`stream_options`).
+    pub stream_usage: bool,
 }
 
 impl Serialize for ChatBody<'_> {
@@ -62,14 +64,31 @@ impl Serialize for ChatBody<'_> {
         if let Some(v) = &p.user {
             map.serialize_entry("user", v)?;
         }
+        if !p.logit_bias.is_empty() {
+            map.serialize_entry("logit_bias", &p.logit_bias)?;
+        }
+        if let Some(v) = p.reasoning_effort {
+            map.serialize_entry("reasoning_effort", v.as_str())?;
+        }
+        if let Some(v) = p.service_tier {
+            map.serialize_entry("service_tier", v.as_str())?;
+        }
+        if !p.metadata.is_empty() {
+            map.serialize_entry("metadata", &p.metadata)?;
+        }
+        if let Some(v) = p.verbosity {
+            map.serialize_entry("verbosity", v.as_str())?;
+        }
         if self.stream {
             map.serialize_entry("stream", &true)?;
-            map.serialize_entry(
-                "stream_options",
-                &IncludeUsage {
-                    include_usage: true,
-                },
-            )?;
+            if self.stream_usage {
+                map.serialize_entry(
+                    "stream_options",
+                    &IncludeUsage {
+                        include_usage: true,
+                    },
+                )?;
+            }
         }
         map.end()
     }
@@ -205,7 +224,12 @@ mod tests {
     use crate::model::{GenParams, Role};
 
     fn body(request: &CompletionRequest, stream: bool) -> Value {
-        serde_json::from_slice(&serde_json::to_vec(&ChatBody { request, stream }).unwrap()).unwrap()
+        let body = ChatBody {
+            request,
+            stream,
+            stream_usage: true,
+        };
+        serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap()
     }
 
     fn request() -> CompletionRequest {
@@ -231,6 +255,19 @@ mod tests {
         let b = body(&request(), true);
         assert_eq!(b["stream"], json!(true));
         assert_eq!(b["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn stream_options_only_where_the_model_allows_them() {
+        let request = request();
+        let body = ChatBody {
+            request: &request,
+            stream: true,
+            stream_usage: false,
+        };
+        let b: Value = serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(b["stream"], json!(true));
+        assert!(b.get("stream_options").is_none(), "{b}");
     }
 
     #[test]
@@ -287,6 +324,35 @@ mod tests {
                 "user": "u",
             })
         );
+    }
+
+    #[test]
+    fn passthrough_params_go_upstream() {
+        let mut r = request();
+        r.params = GenParams {
+            logit_bias: [("50256".to_string(), -100), ("15".to_string(), 3)].into(),
+            reasoning_effort: Some(crate::model::ReasoningEffort::Low),
+            service_tier: Some(crate::model::ServiceTier::Flex),
+            metadata: [("team".to_string(), "search".to_string())].into(),
+            verbosity: Some(crate::model::Verbosity::Medium),
+            ..GenParams::default()
+        };
+        let b = body(&r, false);
+        assert_eq!(b["logit_bias"], json!({"15": 3, "50256": -100}));
+        assert_eq!(b["reasoning_effort"], "low");
+        assert_eq!(b["service_tier"], "flex");
+        assert_eq!(b["metadata"], json!({"team": "search"}));
+        assert_eq!(b["verbosity"], "medium");
+        let plain = body(&request(), false);
+        for name in [
+            "logit_bias",
+            "reasoning_effort",
+            "service_tier",
+            "metadata",
+            "verbosity",
+        ] {
+            assert!(plain.get(name).is_none(), "{name} unset is not sent");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{
 };
 
 use super::FinishReason;
-use crate::model::Usage;
+use crate::model::{CompletionTokensDetails, PromptTokensDetails, Usage};
 
 /// A string that borrows from the input when it holds no escapes.
 #[derive(Debug, Default, PartialEq)]
@@ -74,6 +74,8 @@ pub(crate) struct ChunkChoiceDto<'a> {
 pub(crate) struct DeltaDto<'a> {
     #[serde(borrow, default)]
     pub content: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub refusal: Option<Text<'a>>,
     #[serde(borrow, default, deserialize_with = "null_default")]
     pub tool_calls: Vec<ToolCallDeltaDto<'a>>,
 }
@@ -104,6 +106,30 @@ pub(crate) struct UsageDto {
     pub completion_tokens: u32,
     #[serde(default, deserialize_with = "null_default")]
     pub total_tokens: u32,
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetailsDto>,
+    #[serde(default)]
+    pub completion_tokens_details: Option<CompletionDetailsDto>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub(crate) struct PromptDetailsDto {
+    #[serde(default, deserialize_with = "null_default")]
+    pub cached_tokens: u32,
+    #[serde(default, deserialize_with = "null_default")]
+    pub audio_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub(crate) struct CompletionDetailsDto {
+    #[serde(default, deserialize_with = "null_default")]
+    pub reasoning_tokens: u32,
+    #[serde(default, deserialize_with = "null_default")]
+    pub audio_tokens: u32,
+    #[serde(default, deserialize_with = "null_default")]
+    pub accepted_prediction_tokens: u32,
+    #[serde(default, deserialize_with = "null_default")]
+    pub rejected_prediction_tokens: u32,
 }
 
 impl From<UsageDto> for Usage {
@@ -112,6 +138,18 @@ impl From<UsageDto> for Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.total_tokens,
+            prompt_details: u.prompt_tokens_details.map(|d| PromptTokensDetails {
+                cached_tokens: d.cached_tokens,
+                audio_tokens: d.audio_tokens,
+            }),
+            completion_details: u
+                .completion_tokens_details
+                .map(|d| CompletionTokensDetails {
+                    reasoning_tokens: d.reasoning_tokens,
+                    audio_tokens: d.audio_tokens,
+                    accepted_prediction_tokens: d.accepted_prediction_tokens,
+                    rejected_prediction_tokens: d.rejected_prediction_tokens,
+                }),
         }
     }
 }
@@ -138,6 +176,8 @@ pub(crate) struct ChoiceDto {
 pub(crate) struct MessageDto {
     #[serde(default)]
     pub content: Option<String>,
+    #[serde(default)]
+    pub refusal: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub tool_calls: Vec<ToolCallDto>,
 }
@@ -168,6 +208,9 @@ pub(crate) enum ErrorField {
         kind: Option<String>,
         #[serde(default)]
         code: Option<Code>,
+        /// The request parameter the upstream refuses, when it names one.
+        #[serde(default)]
+        param: Option<String>,
     },
     Text(String),
 }
@@ -187,6 +230,14 @@ impl ErrorField {
             } => m,
             Self::Object { .. } => "(no message)",
             Self::Text(t) => t,
+        }
+    }
+
+    /// The request parameter the error names (`param`), when there is one.
+    pub fn param(&self) -> Option<String> {
+        match self {
+            Self::Object { param, .. } => param.clone().filter(|p| !p.is_empty()),
+            Self::Text(_) => None,
         }
     }
 

@@ -45,7 +45,7 @@ pub use lock::{LocalLocks, SessionLock};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
-pub use trim::{message_tokens, trim_to_budget};
+pub use trim::{TokenCounter, message_tokens, trim_counted, trim_to_budget};
 
 /// One stored conversation.
 #[derive(Debug, Clone, PartialEq)]

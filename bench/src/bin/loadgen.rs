@@ -5,13 +5,15 @@
 //! ```text
 //! loadgen unary   --target http|grpc --url U [--concurrency 1] [--requests N | --duration S]
 //!                 [--warmup 50] [--user SPEC] [--session-prefix P --session-count K]
-//!                 [--history-turns N]
+//!                 [--history-turns N] [--background-history N --background-chars C]
 //! loadgen stream  --target http|grpc --url U --streams N --pace-ms 20 --deltas 64 [--user SPEC]
 //! loadgen sessions --url U --sessions N --turns T [--concurrency 16] [--prefix P] [--user SPEC]
 //! ```
 //! `--url` is the base URL (`http://127.0.0.1:PORT/v1` for HTTP, `http://127.0.0.1:PORT` for
 //! gRPC). Closed loop: each of `concurrency` workers sends its next request when the last
-//! one has answered.
+//! one has answered. With `--background-history N`, one more worker sends long-history turns
+//! (N earlier pairs of about C characters each) back to back while the measured requests
+//! run; only the measured requests are timed (the p99 of small requests during long turns).
 
 use std::{
     sync::{
@@ -100,12 +102,15 @@ async fn clients(args: &Args, n: usize) -> Result<Vec<Client>, Error> {
     }
 }
 
-/// The conversation sent: `history` earlier (user, assistant) pairs and one user message.
-fn messages(history: usize) -> Vec<(&'static str, String)> {
+/// The conversation sent: `history` earlier (user, assistant) pairs and one user message;
+/// with `pad`, each earlier message carries about that many characters of text.
+fn messages(history: usize, pad: usize) -> Vec<(&'static str, String)> {
     let mut out = Vec::with_capacity(history * 2 + 1);
+    let filler = "lorem ipsum dolor sit amet, consectetur adipiscing elit ".repeat(pad / 56 + 1);
+    let filler = &filler[..pad.min(filler.len())];
     for i in 0..history {
-        out.push(("user", format!("question {i}")));
-        out.push(("assistant", format!("answer {i}")));
+        out.push(("user", format!("question {i} {filler}")));
+        out.push(("assistant", format!("answer {i} {filler}")));
     }
     out.push(("user", "hi".to_string()));
     out
@@ -114,13 +119,15 @@ fn messages(history: usize) -> Vec<(&'static str, String)> {
 struct Shape {
     user: Option<String>,
     history: usize,
+    /// Characters of text in each earlier message.
+    pad: usize,
     stream: bool,
 }
 
 async fn send(client: &Client, shape: &Shape, session: Option<&str>) -> Result<(), Error> {
     match client {
         Client::Http { client, url } => {
-            let msgs: Vec<Value> = messages(shape.history)
+            let msgs: Vec<Value> = messages(shape.history, shape.pad)
                 .into_iter()
                 .map(|(role, content)| json!({"role": role, "content": content}))
                 .collect();
@@ -149,7 +156,7 @@ async fn send(client: &Client, shape: &Shape, session: Option<&str>) -> Result<(
 }
 
 fn grpc_request(shape: &Shape, session: Option<&str>) -> pb::ChatRequest {
-    let messages = messages(shape.history)
+    let messages = messages(shape.history, shape.pad)
         .into_iter()
         .map(|(role, content)| pb::Message {
             role: if role == "user" {
@@ -180,8 +187,15 @@ async fn unary(args: &Args) -> Result<Value, Error> {
     let shape = Arc::new(Shape {
         user: args.opt("user"),
         history: args.get("history-turns", 0usize),
+        pad: 0,
         stream: false,
     });
+    let background_history = args.get("background-history", 0usize);
+    let background_client = if background_history > 0 {
+        clients(args, 1).await?.pop()
+    } else {
+        None
+    };
     let clients = clients(args, concurrency).await?;
     // Warm-up: connections opened, caches filled; not counted. Skipped with sessions,
     // whose requests would change what is measured.
@@ -191,6 +205,33 @@ async fn unary(args: &Args) -> Result<Value, Error> {
         }
     }
     let issued = Arc::new(AtomicUsize::new(0));
+    // The long-history turns beside the measured requests, until those are done.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = if let Some(client) = background_client {
+        let long = Shape {
+            user: args.opt("user"),
+            history: background_history,
+            pad: args.get("background-chars", 2000usize),
+            stream: false,
+        };
+        let stop = stop.clone();
+        // The first long turn runs before the clock starts, so every measured request
+        // shares the service with one.
+        send(&client, &long, None).await?;
+        Some(tokio::spawn(async move {
+            let (mut done, mut lat) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if send(&client, &long, None).await.is_ok() {
+                    done += 1;
+                    lat.push(t.elapsed());
+                }
+            }
+            (done, summarize(&mut lat))
+        }))
+    } else {
+        None
+    };
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -234,12 +275,20 @@ async fn unary(args: &Args) -> Result<Value, Error> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let background = match background {
+        Some(task) => {
+            let (done, latency) = task.await?;
+            json!({"requests": done, "history_turns": background_history, "latency": latency})
+        }
+        None => Value::Null,
+    };
     let ok = lat.len();
     let summary = summarize(&mut lat);
     Ok(json!({
         "requests": ok, "errors": errors, "first_error": first_error,
         "elapsed_s": elapsed, "rps": ok as f64 / elapsed, "concurrency": concurrency,
-        "latency": summary,
+        "latency": summary, "background": background,
     }))
 }
 
@@ -337,6 +386,7 @@ async fn stream(args: &Args) -> Result<Value, Error> {
     let shape = Arc::new(Shape {
         user: args.opt("user"),
         history: 0,
+        pad: 0,
         stream: true,
     });
     let clients = clients(args, streams).await?;
@@ -381,6 +431,7 @@ async fn sessions(args: &Args) -> Result<Value, Error> {
     let shape = Arc::new(Shape {
         user: args.opt("user"),
         history: 0,
+        pad: 0,
         stream: false,
     });
     let client = Client::Http {

@@ -59,6 +59,8 @@ fn usage(u: &TurnUsage) -> ResponseUsage {
         input_tokens: u.usage.prompt_tokens,
         output_tokens: u.usage.completion_tokens,
         total_tokens: u.usage.total_tokens,
+        cached_tokens: u.usage.prompt_details.map_or(0, |d| d.cached_tokens),
+        reasoning_tokens: u.usage.completion_details.map_or(0, |d| d.reasoning_tokens),
         estimated: u.estimated,
     }
 }
@@ -426,6 +428,11 @@ mod tests {
                     prompt_tokens: 7,
                     completion_tokens: 3,
                     total_tokens: 10,
+                    prompt_details: Some(crate::model::PromptTokensDetails {
+                        cached_tokens: 4,
+                        audio_tokens: 0,
+                    }),
+                    completion_details: None,
                 },
                 estimated: false,
             },
@@ -433,6 +440,7 @@ mod tests {
             new_messages: Vec::new(),
             approval_requests: Vec::new(),
             session_len: 6,
+            refusal: None,
         }))
     }
 
@@ -571,7 +579,15 @@ mod tests {
         );
         assert_eq!(finished.listed, ["seen", "fx"]);
         assert_eq!(finished.session_len, Some(6));
-        assert_eq!(finished.object.usage.unwrap().total_tokens, 10);
+        let usage = finished.object.usage.unwrap();
+        assert_eq!(
+            (
+                usage.total_tokens,
+                usage.cached_tokens,
+                usage.reasoning_tokens
+            ),
+            (10, 4, 0)
+        );
         assert_eq!(finished.object.status, ResponseStatus::Completed);
     }
 

@@ -200,6 +200,12 @@ pub struct ResponseUsage {
     pub input_tokens: u32,
     pub output_tokens: u32,
     pub total_tokens: u32,
+    /// Of the input tokens, those the upstream served from its cache.
+    #[serde(default)]
+    pub cached_tokens: u32,
+    /// Of the output tokens, those spent on reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u32,
     pub estimated: bool,
 }
 

@@ -16,8 +16,12 @@ use crate::{
 
 impl Turn<'_> {
     /// The request with the oldest history dropped when it would not fit the model's
-    /// context window (0 = unknown: never trimmed). Leaves room for the answer.
-    pub(super) fn fit_context(&self, request: &CompletionRequest) -> Option<CompletionRequest> {
+    /// context window (0 = unknown: never trimmed). Leaves room for the answer. Each
+    /// message is counted once (`Inner::tokens`), a long history off the async workers.
+    pub(super) async fn fit_context(
+        &self,
+        request: &CompletionRequest,
+    ) -> Option<CompletionRequest> {
         let window = self.route.context_window;
         if window == 0 {
             return None;
@@ -41,7 +45,8 @@ impl Turn<'_> {
                 .fold(0, u32::saturating_add)
         });
         let budget = (window - reserve).saturating_sub(tools).max(1);
-        let trimmed = crate::sessions::trim_to_budget(&request.messages, budget);
+        let counts = self.inner.tokens.counts(&request.messages).await;
+        let trimmed = crate::sessions::trim_counted(&request.messages, &counts, budget);
         if trimmed.len() == request.messages.len() {
             return None;
         }
@@ -110,7 +115,7 @@ impl Turn<'_> {
         mode: ToolMode,
         started: Instant,
     ) -> Result<Completion, CoreError> {
-        let fitted = self.fit_context(request);
+        let fitted = self.fit_context(request).await;
         let request = fitted.as_ref().unwrap_or(request);
         let llm = &self.inner.llm;
         let endpoint = &self.route.endpoint;

@@ -167,6 +167,8 @@ impl<'a> Turn<'a> {
         // a stream (`llm_call.rs` puts the separator before a later round's first text) and
         // in a whole answer. The session stores each round's message as it was.
         let mut visible = String::new();
+        // The refusal of the round that answered, when the upstream sent one.
+        let mut refusal = None;
         let (mut message, finish) = loop {
             let completion = self.call_llm(&upstream, mode).await?;
             if mode == ToolMode::Native && !completion.content.is_empty() {
@@ -178,8 +180,10 @@ impl<'a> Turn<'a> {
             match completion.usage {
                 Some(u) => total.usage.add(u),
                 None => {
-                    total.usage.add(usage::estimate(
-                        &upstream.messages,
+                    // The prompt's share from the cached counts (each message once).
+                    let counts = self.inner.tokens.counts(&upstream.messages).await;
+                    total.usage.add(usage::estimate_counted(
+                        &counts,
                         &completion.content,
                         &completion.tool_calls,
                     ));
@@ -195,6 +199,7 @@ impl<'a> Turn<'a> {
                     self.emit(AgentEvent::Content(completion.content.clone()))
                         .await;
                 }
+                refusal = completion.refusal;
                 let message = Message::new(Role::Assistant, completion.content);
                 upstream.messages.push(message.clone());
                 break (message, finish_of(&completion.finish_reason));
@@ -282,28 +287,11 @@ impl<'a> Turn<'a> {
                 );
             }
             if iteration >= max_iterations {
+                // Like an answer cut at max_tokens: the turn ends with what the model said
+                // and the limit as its finish reason; no text is made up, none is stored.
+                // The stored turn ends with the last round's results (every call answered).
                 tracing::warn!(turn = %self.id, max_iterations, "stopping: the tool-call limit was reached before a final answer");
-                let note = format!(
-                    "(stopped: the limit of {max_iterations} rounds of tool calls was reached before a final answer)"
-                );
-                let shown = if self
-                    .streamed_text
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                {
-                    format!("{ROUND_SEPARATOR}{note}")
-                } else {
-                    note.clone()
-                };
-                self.emit(AgentEvent::Content(shown)).await;
-                if mode == ToolMode::Native {
-                    if !visible.is_empty() {
-                        visible.push_str(ROUND_SEPARATOR);
-                    }
-                    visible.push_str(&note);
-                }
-                let message = Message::new(Role::Assistant, note);
-                upstream.messages.push(message.clone());
-                break (message, Finish::IterationLimit);
+                break (Message::new(Role::Assistant, ""), Finish::IterationLimit);
             }
             // A forced choice applies to the first round only; then the model may answer.
             if matches!(
@@ -327,6 +315,7 @@ impl<'a> Turn<'a> {
             model: self.route.id.clone(),
             created: self.created,
             message,
+            refusal,
             finish,
             usage: total,
             executed,

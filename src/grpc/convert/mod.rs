@@ -21,7 +21,7 @@ mod tests {
     use super::*;
     use crate::{
         error::CoreError,
-        model::{Message, Role, ToolCall, ToolChoice},
+        model::{Message, ReasoningEffort, Role, ServiceTier, ToolCall, ToolChoice, Verbosity},
         pb::{self, json::json_to_prost},
     };
     use serde_json::json;
@@ -124,6 +124,71 @@ mod tests {
             assert_eq!(field_of(agent_request(r, false).unwrap_err()), field);
         }
 
+        let many: std::collections::HashMap<String, String> =
+            (0..17).map(|i| (format!("k{i}"), "v".into())).collect();
+        for (params, field) in [
+            (
+                pb::GenerationParams {
+                    metadata: many,
+                    ..Default::default()
+                },
+                "params.metadata",
+            ),
+            (
+                pb::GenerationParams {
+                    metadata: [("k".repeat(65), "v".into())].into(),
+                    ..Default::default()
+                },
+                "params.metadata",
+            ),
+            (
+                pb::GenerationParams {
+                    metadata: [("k".into(), "é".repeat(513))].into(),
+                    ..Default::default()
+                },
+                "params.metadata",
+            ),
+            (
+                pb::GenerationParams {
+                    logit_bias: [("50256".into(), 101)].into(),
+                    ..Default::default()
+                },
+                "params.logit_bias",
+            ),
+            (
+                pb::GenerationParams {
+                    logit_bias: [("not-a-token".into(), 1)].into(),
+                    ..Default::default()
+                },
+                "params.logit_bias",
+            ),
+            (
+                pb::GenerationParams {
+                    reasoning_effort: 42,
+                    ..Default::default()
+                },
+                "params.reasoning_effort",
+            ),
+            (
+                pb::GenerationParams {
+                    service_tier: 42,
+                    ..Default::default()
+                },
+                "params.service_tier",
+            ),
+            (
+                pb::GenerationParams {
+                    verbosity: 42,
+                    ..Default::default()
+                },
+                "params.verbosity",
+            ),
+        ] {
+            let mut r = base();
+            r.params = Some(params);
+            assert_eq!(field_of(agent_request(r, false).unwrap_err()), field);
+        }
+
         let mut bad_tool = base();
         bad_tool.tools.push(pb::ToolDefinition {
             name: "has space".into(),
@@ -170,7 +235,24 @@ mod tests {
             }),
             ..Default::default()
         };
+        let mut r = r;
+        let p = r.params.as_mut().unwrap();
+        p.logit_bias = [("50256".into(), -100)].into();
+        p.metadata = [("k".repeat(64), "é".repeat(512))].into();
+        p.set_reasoning_effort(pb::generation_params::ReasoningEffort::Minimal);
+        p.set_service_tier(pb::generation_params::ServiceTier::Priority);
+        p.set_verbosity(pb::generation_params::Verbosity::High);
         let a = agent_request(r, false).unwrap();
+        assert_eq!(a.params.logit_bias.get("50256"), Some(&-100));
+        assert_eq!(a.params.metadata.len(), 1, "the limits are inclusive");
+        assert_eq!(
+            (
+                a.params.reasoning_effort.map(ReasoningEffort::as_str),
+                a.params.service_tier.map(ServiceTier::as_str),
+                a.params.verbosity.map(Verbosity::as_str)
+            ),
+            (Some("minimal"), Some("priority"), Some("high"))
+        );
         assert_eq!(a.model.as_deref(), Some("m"));
         assert_eq!(a.messages[0].role, Role::System);
         assert_eq!(a.params.temperature, Some(0.5));

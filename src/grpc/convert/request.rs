@@ -10,7 +10,10 @@ use crate::{
         pending::ElicitationReply,
     },
     error::CoreError,
-    model::{GenParams, Message, Role, ToolCall, ToolChoice, ToolDef},
+    model::{
+        GenParams, Message, ReasoningEffort, Role, ServiceTier, ToolCall, ToolChoice, ToolDef,
+        Verbosity,
+    },
     pb::{self, json::struct_to_json},
     sessions::SessionId,
 };
@@ -248,6 +251,7 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
         name: m.name.clone(),
         tool_call_id: m.tool_call_id.clone(),
         tool_calls: m.tool_calls.iter().map(tool_call_to_pb).collect(),
+        refusal: None,
     }
 }
 
@@ -323,7 +327,17 @@ pub(super) fn params(
             Some(serde_json::json!({"type": "json_schema", "json_schema": schema}))
         }
     };
+    let logit_bias = logit_bias(p.logit_bias)?;
+    let metadata = metadata(p.metadata)?;
+    let reasoning_effort = reasoning_effort(p.reasoning_effort)?;
+    let service_tier = service_tier(p.service_tier)?;
+    let verbosity = verbosity(p.verbosity)?;
     Ok(GenParams {
+        logit_bias,
+        metadata,
+        reasoning_effort,
+        service_tier,
+        verbosity,
         temperature,
         top_p,
         max_tokens,
@@ -335,6 +349,115 @@ pub(super) fn params(
         response_format,
         parallel_tool_calls: p.parallel_tool_calls,
         user,
+    })
+}
+
+/// OpenAI's limits on `metadata`: 16 pairs, keys up to 64 characters, values up to 512.
+const METADATA_PAIRS: usize = 16;
+const METADATA_KEY_CHARS: usize = 64;
+const METADATA_VALUE_CHARS: usize = 512;
+
+fn metadata(
+    pairs: std::collections::HashMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, CoreError> {
+    const FIELD: &str = "params.metadata";
+    if pairs.len() > METADATA_PAIRS {
+        return Err(invalid(
+            FIELD,
+            format!(
+                "{} pairs given; at most {METADATA_PAIRS} are allowed",
+                pairs.len()
+            ),
+        ));
+    }
+    for (key, value) in &pairs {
+        if key.chars().count() > METADATA_KEY_CHARS {
+            return Err(invalid(
+                FIELD,
+                format!("the key {key:?} is longer than {METADATA_KEY_CHARS} characters"),
+            ));
+        }
+        if value.chars().count() > METADATA_VALUE_CHARS {
+            return Err(invalid(
+                FIELD,
+                format!("the value of {key:?} is longer than {METADATA_VALUE_CHARS} characters"),
+            ));
+        }
+    }
+    Ok(pairs.into_iter().collect())
+}
+
+fn logit_bias(
+    biases: std::collections::HashMap<String, i32>,
+) -> Result<std::collections::BTreeMap<String, i32>, CoreError> {
+    const FIELD: &str = "params.logit_bias";
+    for (token, bias) in &biases {
+        if token.is_empty() || token.len() > 10 || !token.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(
+                FIELD,
+                format!("{token:?} is not a token id (a decimal number)"),
+            ));
+        }
+        if !(-100..=100).contains(bias) {
+            return Err(invalid(
+                FIELD,
+                format!("the bias {bias} of token {token} is outside -100..100"),
+            ));
+        }
+    }
+    Ok(biases.into_iter().collect())
+}
+
+fn reasoning_effort(value: i32) -> Result<Option<ReasoningEffort>, CoreError> {
+    use pb::generation_params::ReasoningEffort as P;
+    Ok(match P::try_from(value) {
+        Ok(P::Unspecified) => None,
+        Ok(P::None) => Some(ReasoningEffort::None),
+        Ok(P::Minimal) => Some(ReasoningEffort::Minimal),
+        Ok(P::Low) => Some(ReasoningEffort::Low),
+        Ok(P::Medium) => Some(ReasoningEffort::Medium),
+        Ok(P::High) => Some(ReasoningEffort::High),
+        Ok(P::Xhigh) => Some(ReasoningEffort::Xhigh),
+        Err(_) => {
+            return Err(invalid(
+                "params.reasoning_effort",
+                format!("{value} is not a known reasoning effort"),
+            ));
+        }
+    })
+}
+
+fn service_tier(value: i32) -> Result<Option<ServiceTier>, CoreError> {
+    use pb::generation_params::ServiceTier as P;
+    Ok(match P::try_from(value) {
+        Ok(P::Unspecified) => None,
+        Ok(P::Auto) => Some(ServiceTier::Auto),
+        Ok(P::Default) => Some(ServiceTier::Default),
+        Ok(P::Flex) => Some(ServiceTier::Flex),
+        Ok(P::Scale) => Some(ServiceTier::Scale),
+        Ok(P::Priority) => Some(ServiceTier::Priority),
+        Err(_) => {
+            return Err(invalid(
+                "params.service_tier",
+                format!("{value} is not a known service tier"),
+            ));
+        }
+    })
+}
+
+fn verbosity(value: i32) -> Result<Option<Verbosity>, CoreError> {
+    use pb::generation_params::Verbosity as P;
+    Ok(match P::try_from(value) {
+        Ok(P::Unspecified) => None,
+        Ok(P::Low) => Some(Verbosity::Low),
+        Ok(P::Medium) => Some(Verbosity::Medium),
+        Ok(P::High) => Some(Verbosity::High),
+        Err(_) => {
+            return Err(invalid(
+                "params.verbosity",
+                format!("{value} is not a known verbosity"),
+            ));
+        }
     })
 }
 

@@ -30,6 +30,21 @@ pub fn usage_to_pb(u: &TurnUsage) -> pb::Usage {
         completion_tokens: u.usage.completion_tokens,
         total_tokens: u.usage.total_tokens,
         estimated: u.estimated,
+        prompt_tokens_details: u
+            .usage
+            .prompt_details
+            .map(|d| pb::usage::PromptTokensDetails {
+                cached_tokens: d.cached_tokens,
+                audio_tokens: d.audio_tokens,
+            }),
+        completion_tokens_details: u.usage.completion_details.map(|d| {
+            pb::usage::CompletionTokensDetails {
+                reasoning_tokens: d.reasoning_tokens,
+                audio_tokens: d.audio_tokens,
+                accepted_prediction_tokens: d.accepted_prediction_tokens,
+                rejected_prediction_tokens: d.rejected_prediction_tokens,
+            }
+        }),
     }
 }
 
@@ -54,7 +69,10 @@ pub fn response_to_pb(r: AgentResponse) -> pb::ChatResponse {
     pb::ChatResponse {
         finish_reason: finish_to_pb(&r.finish).into(),
         usage: Some(usage_to_pb(&r.usage)),
-        message: Some(message_to_pb(&r.message)),
+        message: Some(pb::Message {
+            refusal: r.refusal,
+            ..message_to_pb(&r.message)
+        }),
         tool_calls: r.executed.into_iter().map(executed_to_pb).collect(),
         approval_requests: r
             .approval_requests

@@ -259,6 +259,8 @@ pub fn response_object_to_pb(o: ResponseObject) -> pb::ResponseObject {
         output_tokens: u.output_tokens,
         total_tokens: u.total_tokens,
         estimated: u.estimated,
+        cached_tokens: u.cached_tokens,
+        reasoning_tokens: u.reasoning_tokens,
     });
     out.previous_response_id = o.previous_response_id;
     out.incomplete_reason = o.incomplete_reason;

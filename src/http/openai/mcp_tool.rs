@@ -131,7 +131,8 @@ pub fn server(fields: &Map<String, Value>, i: usize) -> Result<pb::McpServerTool
 }
 
 /// Where the proto's repeated fields came from in the OpenAI request, so an error naming
-/// `mcp_servers[j]` or `approvals[k]` names the client's own `tools[i]` or `messages[i]`.
+/// `mcp_servers[j]` or `approvals[k]` names the client's own `tools[i]` or `messages[i]`
+/// (and `params.x` the request's top-level `x`).
 #[derive(Debug, Clone, Default)]
 pub struct FieldMap {
     /// The `tools` index of each `mcp` entry, in order.
@@ -156,7 +157,9 @@ impl FieldMap {
             let (index, tail) = rest.split_once(']')?;
             let original = positions.get(index.parse::<usize>().ok()?)?;
             Some(format!("{to}[{original}]{tail}"))
-        });
+        })
+        // The generation parameters sit at the top of an OpenAI request.
+        .or_else(|| param.strip_prefix("params.").map(str::to_owned));
         if let Some(renamed) = renamed {
             if let Some(rest) = error.message.strip_prefix(param.as_str()) {
                 error.message = format!("{renamed}{rest}");

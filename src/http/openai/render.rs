@@ -32,7 +32,7 @@ struct Choice<'a> {
 struct OutMessage<'a> {
     role: &'static str,
     content: Option<&'a str>,
-    refusal: Option<()>,
+    refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OutToolCall<'a>>,
     /// Extension: the server-side calls among `tool_calls` that wait for approval.
@@ -84,6 +84,25 @@ pub struct Usage {
     prompt_tokens: u32,
     completion_tokens: u32,
     total_tokens: u32,
+    /// Only when the upstream reported them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct PromptDetails {
+    cached_tokens: u32,
+    audio_tokens: u32,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct CompletionDetails {
+    reasoning_tokens: u32,
+    audio_tokens: u32,
+    accepted_prediction_tokens: u32,
+    rejected_prediction_tokens: u32,
 }
 
 impl From<&pb::Usage> for Usage {
@@ -92,21 +111,27 @@ impl From<&pb::Usage> for Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.total_tokens,
+            prompt_tokens_details: u.prompt_tokens_details.map(|d| PromptDetails {
+                cached_tokens: d.cached_tokens,
+                audio_tokens: d.audio_tokens,
+            }),
+            completion_tokens_details: u.completion_tokens_details.map(|d| CompletionDetails {
+                reasoning_tokens: d.reasoning_tokens,
+                audio_tokens: d.audio_tokens,
+                accepted_prediction_tokens: d.accepted_prediction_tokens,
+                rejected_prediction_tokens: d.rejected_prediction_tokens,
+            }),
         }
     }
 }
 
 pub fn finish_reason(code: i32) -> &'static str {
     match pb::FinishReason::try_from(code) {
-        Ok(pb::FinishReason::Length) => "length",
+        // The tool-call limit cut the turn short, as max_tokens cuts an answer.
+        Ok(pb::FinishReason::Length | pb::FinishReason::ToolIterationLimit) => "length",
         Ok(pb::FinishReason::ToolCalls) => "tool_calls",
         Ok(pb::FinishReason::ContentFilter) => "content_filter",
-        Ok(
-            pb::FinishReason::Stop
-            | pb::FinishReason::ToolIterationLimit
-            | pb::FinishReason::Unspecified,
-        )
-        | Err(_) => "stop",
+        Ok(pb::FinishReason::Stop | pb::FinishReason::Unspecified) | Err(_) => "stop",
     }
 }
 
@@ -128,9 +153,13 @@ fn tool_calls(calls: &[pb::ToolCall], indexed: bool) -> Vec<OutToolCall<'_>> {
 
 /// The `chat.completion` object for a whole answer.
 pub fn completion(r: &pb::ChatResponse) -> Completion<'_> {
-    let (content, calls) = match &r.message {
-        Some(m) => (m.content.as_str(), m.tool_calls.as_slice()),
-        None => ("", &[][..]),
+    let (content, calls, refusal) = match &r.message {
+        Some(m) => (
+            m.content.as_str(),
+            m.tool_calls.as_slice(),
+            m.refusal.as_deref().filter(|r| !r.is_empty()),
+        ),
+        None => ("", &[][..], None),
     };
     Completion {
         id: &r.id,
@@ -142,12 +171,12 @@ pub fn completion(r: &pb::ChatResponse) -> Completion<'_> {
             index: 0,
             message: OutMessage {
                 role: "assistant",
-                content: if content.is_empty() && !calls.is_empty() {
+                content: if content.is_empty() && (!calls.is_empty() || refusal.is_some()) {
                     None
                 } else {
                     Some(content)
                 },
-                refusal: None,
+                refusal,
                 tool_calls: tool_calls(calls, false),
                 mcp_approval_requests: r.approval_requests.iter().map(OutApproval::from).collect(),
             },
@@ -184,6 +213,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OutToolCall<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -319,9 +350,25 @@ impl ChunkRenderer {
                 Vec::new()
             }
             Event::Response(r) => {
-                let mut out = vec![Sse::Data(
+                let mut out = Vec::with_capacity(4);
+                // A refusal arrives whole with the answer: one `refusal` delta before the end.
+                if let Some(refusal) = r
+                    .message
+                    .as_ref()
+                    .and_then(|m| m.refusal.as_deref())
+                    .filter(|r| !r.is_empty())
+                {
+                    out.push(Sse::Data(self.chunk(
+                        Delta {
+                            refusal: Some(refusal),
+                            ..Delta::default()
+                        },
+                        None,
+                    )));
+                }
+                out.push(Sse::Data(
                     self.chunk(Delta::default(), Some(finish_reason(r.finish_reason))),
-                )];
+                ));
                 if self.include_usage {
                     let usage = self
                         .usage
@@ -381,6 +428,7 @@ mod tests {
             completion_tokens: 2,
             total_tokens: 5,
             estimated: false,
+            ..Default::default()
         }))));
         out.extend(r.push(&ev(Event::Response(pb::ChatResponse {
             finish_reason: pb::FinishReason::Stop.into(),
@@ -400,6 +448,58 @@ mod tests {
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[4]["choices"].as_array().unwrap().len(), 0);
         assert_eq!(chunks[4]["usage"]["total_tokens"], 5);
+    }
+
+    #[test]
+    fn refusals_and_usage_details_are_rendered_when_present() {
+        let answer = pb::ChatResponse {
+            message: Some(pb::Message {
+                refusal: Some("I can't help with that.".into()),
+                ..Default::default()
+            }),
+            usage: Some(pb::Usage {
+                prompt_tokens: 9,
+                prompt_tokens_details: Some(pb::usage::PromptTokensDetails {
+                    cached_tokens: 8,
+                    audio_tokens: 0,
+                }),
+                ..Default::default()
+            }),
+            finish_reason: pb::FinishReason::Stop.into(),
+            ..Default::default()
+        };
+        let whole = serde_json::to_value(completion(&answer)).unwrap();
+        let message = &whole["choices"][0]["message"];
+        assert_eq!(message["refusal"], "I can't help with that.");
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(whole["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
+        assert!(whole["usage"].get("completion_tokens_details").is_none());
+
+        let mut r = ChunkRenderer::new(true, false);
+        let chunks = data(&r.push(&ev(Event::Response(answer))));
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"]["refusal"],
+            "I can't help with that."
+        );
+        assert_eq!(chunks[1]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(
+            chunks[2]["usage"]["prompt_tokens_details"]["cached_tokens"],
+            8
+        );
+
+        let plain = serde_json::to_value(completion(&pb::ChatResponse::default())).unwrap();
+        assert_eq!(plain["choices"][0]["message"]["refusal"], Value::Null);
+        assert!(plain["usage"].get("prompt_tokens_details").is_none());
+    }
+
+    #[test]
+    fn the_tool_iteration_limit_is_length() {
+        assert_eq!(
+            finish_reason(pb::FinishReason::ToolIterationLimit.into()),
+            "length"
+        );
+        assert_eq!(finish_reason(pb::FinishReason::Length.into()), "length");
+        assert_eq!(finish_reason(pb::FinishReason::Stop.into()), "stop");
     }
 
     #[test]

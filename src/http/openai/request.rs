@@ -30,6 +30,12 @@ pub struct CompletionRequest {
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<bool>,
     pub user: Option<String>,
+    /// Token id → bias; numbers (an integral float is taken, a fraction refused).
+    pub logit_bias: Option<std::collections::HashMap<String, f64>>,
+    pub reasoning_effort: Option<String>,
+    pub service_tier: Option<String>,
+    pub metadata: Option<std::collections::HashMap<String, String>>,
+    pub verbosity: Option<String>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
@@ -202,6 +208,43 @@ impl CompletionRequest {
         }
         let tool_choice = self.tool_choice.map(tool_choice).transpose()?;
         let response_format = self.response_format.map(response_format).transpose()?;
+        let logit_bias = self.logit_bias.map(logit_bias).transpose()?;
+        let reasoning_effort = self
+            .reasoning_effort
+            .map(|v| {
+                named(
+                    "reasoning_effort",
+                    &v,
+                    "REASONING_EFFORT_",
+                    pb::generation_params::ReasoningEffort::from_str_name,
+                    "none, minimal, low, medium, high or xhigh",
+                )
+            })
+            .transpose()?;
+        let service_tier = self
+            .service_tier
+            .map(|v| {
+                named(
+                    "service_tier",
+                    &v,
+                    "SERVICE_TIER_",
+                    pb::generation_params::ServiceTier::from_str_name,
+                    "auto, default, flex, scale or priority",
+                )
+            })
+            .transpose()?;
+        let verbosity = self
+            .verbosity
+            .map(|v| {
+                named(
+                    "verbosity",
+                    &v,
+                    "VERBOSITY_",
+                    pb::generation_params::Verbosity::from_str_name,
+                    "low, medium or high",
+                )
+            })
+            .transpose()?;
         let stop = match self.stop {
             None => Vec::new(),
             Some(StrOrSeq::Str(s)) => vec![s],
@@ -227,12 +270,59 @@ impl CompletionRequest {
                 frequency_penalty: self.frequency_penalty,
                 response_format,
                 parallel_tool_calls: self.parallel_tool_calls,
+                logit_bias: logit_bias.unwrap_or_default(),
+                reasoning_effort: reasoning_effort.map(Into::into).unwrap_or_default(),
+                service_tier: service_tier.map(Into::into).unwrap_or_default(),
+                metadata: self.metadata.unwrap_or_default(),
+                verbosity: verbosity.map(Into::into).unwrap_or_default(),
             }),
             tools,
             tool_choice,
             user: self.user,
         })
     }
+}
+
+/// A lowercase OpenAI value as the proto enum of that name (`prefix` + its uppercase), or a
+/// 400 naming the parameter and the values it takes.
+fn named<E>(
+    param: &str,
+    value: &str,
+    prefix: &str,
+    from_name: fn(&str) -> Option<E>,
+    expected: &str,
+) -> Result<E, ApiError> {
+    let known = value != "unspecified" && value.bytes().all(|b| b.is_ascii_lowercase());
+    known
+        .then(|| from_name(&format!("{prefix}{}", value.to_ascii_uppercase())))
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::invalid(
+                Some(param.into()),
+                format!("{value:?} is not a valid {param}: expected {expected}"),
+            )
+        })
+}
+
+/// `logit_bias` values as integers (the range is checked by the service).
+fn logit_bias(
+    biases: std::collections::HashMap<String, f64>,
+) -> Result<std::collections::HashMap<String, i32>, ApiError> {
+    biases
+        .into_iter()
+        .map(|(token, bias)| {
+            if bias.fract() != 0.0 || !bias.is_finite() {
+                return Err(ApiError::invalid(
+                    Some("logit_bias".into()),
+                    format!("the bias of token {token:?} must be an integer in -100..100"),
+                ));
+            }
+            // Out of i32's range is out of -100..100 too: the service says so.
+            #[allow(clippy::cast_possible_truncation)]
+            let bias = bias.clamp(-1000.0, 1000.0) as i32;
+            Ok((token, bias))
+        })
+        .collect()
 }
 
 fn message(m: InMessage, i: usize) -> Result<pb::Message, ApiError> {
@@ -271,6 +361,7 @@ fn message(m: InMessage, i: usize) -> Result<pb::Message, ApiError> {
         }
     };
     Ok(pb::Message {
+        refusal: None,
         role: role.into(),
         content,
         name: m.name,
@@ -439,6 +530,28 @@ mod tests {
     }
 
     #[test]
+    fn passthrough_parameters_reach_the_proto() {
+        use pb::generation_params::{ReasoningEffort, ServiceTier, Verbosity};
+        let r = convert(
+            r#"{"messages": [{"role": "user", "content": "x"}],
+            "logit_bias": {"50256": -100, "15": 2.0}, "reasoning_effort": "xhigh",
+            "service_tier": "flex", "metadata": {"team": "search"}, "verbosity": "low"}"#,
+        )
+        .unwrap();
+        let p = r.params.unwrap();
+        assert_eq!(p.logit_bias.get("50256"), Some(&-100));
+        assert_eq!(p.logit_bias.get("15"), Some(&2));
+        assert_eq!(p.reasoning_effort(), ReasoningEffort::Xhigh);
+        assert_eq!(p.service_tier(), ServiceTier::Flex);
+        assert_eq!(p.metadata.get("team").map(String::as_str), Some("search"));
+        assert_eq!(p.verbosity(), Verbosity::Low);
+        let none = convert(r#"{"messages": [{"role": "user", "content": "x"}]}"#).unwrap();
+        let p = none.params.unwrap();
+        assert_eq!(p.reasoning_effort(), ReasoningEffort::Unspecified);
+        assert!(p.logit_bias.is_empty() && p.metadata.is_empty());
+    }
+
+    #[test]
     fn unsupported_options_name_the_parameter() {
         for (body, param) in [
             (r#"{"messages": [], "n": 2}"#, "n"),
@@ -461,6 +574,32 @@ mod tests {
             ),
             (r#"{"messages": "hello"}"#, "messages"),
             (r#"{"messages": [], "temperature": "hot"}"#, "temperature"),
+            (
+                r#"{"messages": [], "reasoning_effort": "extreme"}"#,
+                "reasoning_effort",
+            ),
+            (
+                r#"{"messages": [], "reasoning_effort": "unspecified"}"#,
+                "reasoning_effort",
+            ),
+            (
+                r#"{"messages": [], "reasoning_effort": "LOW"}"#,
+                "reasoning_effort",
+            ),
+            (
+                r#"{"messages": [], "service_tier": "cheap"}"#,
+                "service_tier",
+            ),
+            (r#"{"messages": [], "verbosity": "chatty"}"#, "verbosity"),
+            (
+                r#"{"messages": [], "logit_bias": {"1": 0.5}}"#,
+                "logit_bias",
+            ),
+            (
+                r#"{"messages": [], "logit_bias": {"1": "x"}}"#,
+                "logit_bias.1",
+            ),
+            (r#"{"messages": [], "metadata": {"k": 1}}"#, "metadata.k"),
         ] {
             let e = convert(body).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{body}: {e:?}");

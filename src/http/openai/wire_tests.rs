@@ -133,6 +133,7 @@ fn answer(message: pb::Message, finish: pb::FinishReason) -> pb::ChatResponse {
             completion_tokens: 5,
             total_tokens: 17,
             estimated: false,
+            ..Default::default()
         }),
         session_id: Some("s-1".into()),
         ..Default::default()
@@ -203,6 +204,7 @@ fn chunks_of_a_stream_with_tools_and_usage() {
             completion_tokens: 5,
             total_tokens: 17,
             estimated: false,
+            ..Default::default()
         }),
         Event::Response(pb::ChatResponse {
             finish_reason: pb::FinishReason::ToolCalls.into(),

@@ -139,9 +139,9 @@ pub fn response(r: &pb::ResponseObject) -> Value {
     let usage = r.usage.as_ref().map(|u| {
         json!({
             "input_tokens": u.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": u.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": u.total_tokens,
         })
     });
