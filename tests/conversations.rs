@@ -1040,3 +1040,75 @@ async fn mixed_client_and_mcp_calls_run_the_side_effecting_tool_once() {
         "the side-effecting tool ran once"
     );
 }
+
+/// Responses through Redis: one replica stores a response, the other continues it; two
+/// continuations of the same response at once are serialised by the conversation's lock, and
+/// the second forks (it sees the history up to that response, not the first continuation).
+#[tokio::test]
+async fn responses_continue_on_another_replica_through_redis_and_a_second_continuation_forks() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeUpstream::with([
+        Reply::text(&["first"]),
+        Reply::text(&["second"]).delay(Duration::from_millis(300)),
+        Reply::text(&["third"]).delay(Duration::from_millis(300)),
+    ])
+    .await;
+    let store = format!("redis://127.0.0.1:{}/0", redis.1);
+    let a = Service::start(&env(&fake, &store)).await;
+    let b = Service::start(&env(&fake, &store)).await;
+    let http = Client::new();
+    let create = |svc: &Service, body: Value| {
+        http.post(format!("{}/v1/responses", svc.http()))
+            .json(&body)
+            .send()
+    };
+    let first: Value = create(&a, json!({"model": "test-model", "input": "one"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    let on_b = create(
+        &b,
+        json!({"model": "test-model", "input": "two", "previous_response_id": id}),
+    );
+    let on_a = create(
+        &a,
+        json!({"model": "test-model", "input": "three", "previous_response_id": id}),
+    );
+    let (x, y) = tokio::join!(on_b, on_a);
+    let (x, y): (Value, Value) = (
+        x.unwrap().json().await.unwrap(),
+        y.unwrap().json().await.unwrap(),
+    );
+    let mut texts = [
+        x["output_text"].as_str().unwrap().to_string(),
+        y["output_text"].as_str().unwrap().to_string(),
+    ];
+    texts.sort();
+    assert_eq!(texts, ["second", "third"], "{x}\n{y}");
+    // Both continuations saw exactly `one`, `first` and their own input.
+    for n in [1, 2] {
+        let seen = seen_texts(&fake, n);
+        assert_eq!(&seen[..2], ["user: one", "assistant: first"], "{seen:?}");
+        assert_eq!(seen.len(), 3, "{seen:?}");
+    }
+    // Each is retrievable from the other replica.
+    for (svc, r) in [(&a, &x), (&b, &y)] {
+        let got: Value = http
+            .get(format!(
+                "{}/v1/responses/{}",
+                svc.http(),
+                r["id"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(got["output_text"], r["output_text"], "{got}");
+        assert_eq!(got["previous_response_id"], id.as_str());
+    }
+}
