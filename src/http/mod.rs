@@ -221,6 +221,8 @@ async fn welcome() -> Json<serde_json::Value> {
             "DELETE /sessions/{id}": "delete a stored conversation",
             "GET /v1/models": "OpenAI-compatible model list",
             "POST /v1/chat/completions": "OpenAI-compatible chat completions (JSON and SSE)",
+            "POST /v1/responses": "OpenAI Responses API with MCP items (JSON and typed SSE events)",
+            "GET /v1/responses/{id}": "a stored response (DELETE deletes it; /input_items lists its input)",
             "grpc": "mcpchat.v1.ChatService on the gRPC port (reflection enabled)"
         }
     }))
