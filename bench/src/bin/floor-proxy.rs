@@ -5,7 +5,8 @@
 //! exchanges instead of one) and nothing else, so the gap between it and the gateway is the
 //! gateway's own work.
 //!
-//! Usage: `floor-proxy --upstream http://127.0.0.1:PORT [--listen 127.0.0.1:0] [--workers 1]`.
+//! Usage: `floor-proxy --upstream http://127.0.0.1:PORT [--listen 127.0.0.1:0] [--workers N]`
+//! (N defaults to the cores it may run on, as the gateway's runtime does).
 //! Prints `http://ADDR/v1` on stdout once listening.
 
 use std::convert::Infallible;
@@ -29,7 +30,9 @@ fn fail(message: &str) -> ! {
 
 fn main() {
     let args = Args::parse(false);
-    let workers = args.get("workers", 1usize);
+    // As many workers as the gateway's runtime has: one per core it may run on.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = args.get("workers", cores);
     let listen = args.str("listen", "127.0.0.1:0");
     let upstream: hyper::Uri = args
         .opt("upstream")
