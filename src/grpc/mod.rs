@@ -420,6 +420,17 @@ impl pb::chat_service_server::ChatService for ChatApi {
     }
 }
 
+/// The next item of `rx` (`Some(None)`: the stream ended), or `None` once `deadline` passes.
+async fn recv_by<T>(
+    rx: &mut tokio::sync::mpsc::Receiver<T>,
+    deadline: Option<Instant>,
+) -> Option<Option<T>> {
+    match deadline {
+        None => Some(rx.recv().await),
+        Some(at) => tokio::time::timeout_at(at.into(), rx.recv()).await.ok(),
+    }
+}
+
 /// Response events as proto events, numbered; ends with DEADLINE_EXCEEDED when the deadline
 /// passes. Dropping the stream drops the receiver, which cancels the turn.
 fn response_stream(
@@ -451,16 +462,10 @@ fn response_stream(
         if s.done {
             return None;
         }
-        let next = match s.deadline {
-            None => s.rx.recv().await,
-            Some(at) => match tokio::time::timeout_at(at.into(), s.rx.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    s.cancel.cancel();
-                    s.done = true;
-                    return Some((Err(CoreError::DeadlineExceeded.into()), s));
-                }
-            },
+        let Some(next) = recv_by(&mut s.rx, s.deadline).await else {
+            s.cancel.cancel();
+            s.done = true;
+            return Some((Err(CoreError::DeadlineExceeded.into()), s));
         };
         let event = next?;
         let event = convert::response_event_to_pb(event, s.sequence);
@@ -502,16 +507,10 @@ fn event_stream(
             if s.done {
                 return None;
             }
-            let next = match s.deadline {
-                None => s.rx.recv().await,
-                Some(at) => match tokio::time::timeout_at(at.into(), s.rx.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        s.cancel.cancel();
-                        s.done = true;
-                        return Some((Err(CoreError::DeadlineExceeded.into()), s));
-                    }
-                },
+            let Some(next) = recv_by(&mut s.rx, s.deadline).await else {
+                s.cancel.cancel();
+                s.done = true;
+                return Some((Err(CoreError::DeadlineExceeded.into()), s));
             };
             match next {
                 None => return None,

@@ -157,6 +157,7 @@ pub struct ListedTool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// The status of an output item (and of a response, [`ResponseStatus`]).
 pub enum ItemStatus {
     InProgress,
     Completed,
@@ -175,25 +176,8 @@ impl ItemStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResponseStatus {
-    InProgress,
-    Completed,
-    Incomplete,
-    Failed,
-}
-
-impl ResponseStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => "in_progress",
-            Self::Completed => "completed",
-            Self::Incomplete => "incomplete",
-            Self::Failed => "failed",
-        }
-    }
-}
+/// A response's status: the same four values as an item's.
+pub type ResponseStatus = ItemStatus;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseUsage {
