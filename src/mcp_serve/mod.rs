@@ -1,0 +1,76 @@
+//! mcp-chat as an MCP server: `POST/GET/DELETE /mcp` over streamable HTTP (rmcp's
+//! [`StreamableHttpService`] with in-memory sessions, `Mcp-Session-Id`, SSE for what the
+//! server sends, resumable request streams), offering the hub's tools, resources and prompts
+//! to any MCP client.
+//!
+//! This edge owns the wire side only: [`router`] builds the `/mcp` route (mounted beside the
+//! gateway's routes by `server.rs` through `http::router_with`), `guard.rs` checks the
+//! caller's key (the same `Bearer` keys and per-key access as the other endpoints; 401 with
+//! `WWW-Authenticate` without one), and `handler.rs` is the rmcp `ServerHandler` that
+//! answers from the hub (`mcp::McpHub`'s `proxy.rs` methods) and forwards progress,
+//! cancellation and change notifications. The `Origin` check (DNS rebinding) is rmcp's,
+//! against `server.cors_allow_origins`; the `Host` check against `mcp.serve_allowed_hosts`;
+//! the body limit is `server.max_body_bytes`; the in-flight limit is the gateway's, which
+//! wraps this route too.
+
+mod guard;
+mod handler;
+
+use std::sync::Arc;
+
+use axum::Router;
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{auth::ApiKeys, mcp::McpHub};
+pub use guard::Principal;
+
+/// The path of the endpoint.
+pub const PATH: &str = "/mcp";
+
+/// What `/mcp` is built from (taken from the config by `server.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct ServeSettings {
+    /// `server.cors_allow_origins`: the `Origin`s a browser may call from (`*`: any).
+    pub allowed_origins: Vec<String>,
+    /// `mcp.serve_allowed_hosts`: the `Host`s accepted (empty: any).
+    pub allowed_hosts: Vec<String>,
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: usize,
+}
+
+/// The `/mcp` route over `hub`, behind `keys`; sessions end when `shutdown` is cancelled.
+pub fn router(
+    hub: Arc<McpHub>,
+    keys: ApiKeys,
+    settings: &ServeSettings,
+    shutdown: CancellationToken,
+) -> Router {
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown)
+        .with_max_request_body_bytes(settings.max_body_bytes.max(1024));
+    config = if settings.allowed_hosts.is_empty() {
+        config.disable_allowed_hosts()
+    } else {
+        config.with_allowed_hosts(settings.allowed_hosts.clone())
+    };
+    config = if settings.allowed_origins.iter().any(|o| o == "*") {
+        config.disable_allowed_origins()
+    } else {
+        // Without a list no browser origin is allowed; clients that send no `Origin`
+        // (desktop apps, SDKs) are not affected.
+        config
+            .with_allowed_origins(settings.allowed_origins.clone())
+            .enforce_origin_validation()
+    };
+    let service = StreamableHttpService::new(
+        move || Ok(handler::HubServer::new(hub.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service(PATH, service)
+        .layer(axum::middleware::from_fn_with_state(keys, guard::authenticate))
+}
