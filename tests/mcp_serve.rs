@@ -354,3 +354,36 @@ allowed_tools = ["fx__echo"]
     assert!(text_of(&echoed).contains("mine"));
     client.cancel().await.unwrap();
 }
+
+/// The official Python SDK's client through `/mcp` (`tests/mcp_serve_client.py`): tools of
+/// the three servers, a resource, a prompt, progress, cancellation and `list_changed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_client_uses_the_hub_through_mcp() {
+    let Some(python) = external(deps_dir().join("venv/bin/python")) else {
+        return;
+    };
+    let Some(svc) = service_with_three_servers().await else {
+        return;
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_serve_client.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(python)
+            .arg(script)
+            .arg(format!("{}/mcp", svc.http()))
+            .arg(KEY)
+            .output(),
+    )
+    .await
+    .expect("the Python client did not finish in 120 s")
+    .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains("all checks passed"),
+        "{report}"
+    );
+}
