@@ -169,6 +169,7 @@ pub async fn run(
             allowed_origins: config.server.cors_allow_origins.clone(),
             allowed_hosts: config.mcp.serve_allowed_hosts.clone(),
             max_body_bytes: config.server.max_body_bytes,
+            loopback: http_addr.ip().is_loopback(),
         };
         crate::mcp_serve::router(hub.clone(), keys, &serve, shutdown.child_token())
     });

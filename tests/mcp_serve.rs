@@ -387,3 +387,72 @@ async fn python_sdk_client_uses_the_hub_through_mcp() {
         "{report}"
     );
 }
+
+/// The scenarios of the official conformance suite (`@modelcontextprotocol/conformance`)
+/// that pass against `/mcp`, with the fixture's conformance mode behind the hub. The others
+/// need what the hub does not forward (README, "mcp-chat as an MCP server"): `logging/*`
+/// and `completion/complete` (logging-set-level, completion-complete, tools-call-with-logging)
+/// and requests to the client during a call (tools-call-sampling, tools-call-elicitation,
+/// elicitation-sep1034-defaults, elicitation-sep1330-enums).
+const CONFORMANCE_SERVER_SCENARIOS: [&str; 24] = [
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "tools-call-simple-text",
+    "tools-call-image",
+    "tools-call-audio",
+    "tools-call-embedded-resource",
+    "tools-call-mixed-content",
+    "tools-call-error",
+    "tools-call-with-progress",
+    "server-sse-polling",
+    "server-sse-multiple-streams",
+    "resources-list",
+    "resources-read-text",
+    "resources-read-binary",
+    "resources-templates-read",
+    "resources-subscribe",
+    "resources-unsubscribe",
+    "prompts-list",
+    "prompts-get-simple",
+    "prompts-get-with-args",
+    "prompts-get-embedded-resource",
+    "prompts-get-with-image",
+    "dns-rebinding-protection",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suites_server_scenarios_pass_against_mcp() {
+    let node_dir = deps_dir().join("node/node_modules");
+    let (Some(node), Some(suite)) = (
+        node(),
+        external(node_dir.join("@modelcontextprotocol/conformance/dist/index.js")),
+    ) else {
+        return;
+    };
+    let dir = service::dir_with_servers(json!({
+        "conformance": {"command": fixture_path(), "args": ["--conformance"]},
+    }));
+    // The suite's DNS-rebinding scenario is for local servers without authentication.
+    let svc = Service::start_in(dir, &[], &[]).await;
+    let url = format!("{}/mcp", svc.http());
+    let mut failed = Vec::new();
+    for scenario in CONFORMANCE_SERVER_SCENARIOS {
+        let out = tokio::process::Command::new(&node)
+            .arg(&suite)
+            .args(["server", "--url", &url, "--scenario", scenario])
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() || !report.contains(" 0 failed") {
+            failed.push(format!("{scenario}:\n{report}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}

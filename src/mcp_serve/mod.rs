@@ -9,7 +9,9 @@
 //! `WWW-Authenticate` without one), and `handler.rs` is the rmcp `ServerHandler` that
 //! answers from the hub (`mcp::McpHub`'s `proxy.rs` methods) and forwards progress,
 //! cancellation and change notifications. The `Origin` check (DNS rebinding) is rmcp's,
-//! against `server.cors_allow_origins`; the `Host` check against `mcp.serve_allowed_hosts`;
+//! against `server.cors_allow_origins` (plus loopback origins on a loopback listener); the
+//! `Host` check against `mcp.serve_allowed_hosts` (default: loopback names on a loopback
+//! listener, any host otherwise);
 //! the body limit is `server.max_body_bytes`; the in-flight limit is the gateway's, which
 //! wraps this route too.
 
@@ -39,7 +41,16 @@ pub struct ServeSettings {
     pub allowed_hosts: Vec<String>,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
+    /// Whether the listener is bound to a loopback address (`server.host`): then, unless
+    /// configured otherwise, only loopback `Host`s are accepted and loopback `Origin`s are
+    /// allowed beside the CORS list (the spec's DNS-rebinding guard for local servers).
+    pub loopback: bool,
 }
+
+/// The `Host`s a loopback listener accepts by default.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// The `Origin`s a loopback listener allows besides the CORS list.
+const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
 /// The `/mcp` route over `hub`, behind `keys`; sessions end when `shutdown` is cancelled.
 pub fn router(
@@ -51,18 +62,22 @@ pub fn router(
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
         .with_max_request_body_bytes(settings.max_body_bytes.max(1024));
-    config = if settings.allowed_hosts.is_empty() {
-        config.disable_allowed_hosts()
-    } else {
-        config.with_allowed_hosts(settings.allowed_hosts.clone())
+    config = match (settings.allowed_hosts.is_empty(), settings.loopback) {
+        (false, _) => config.with_allowed_hosts(settings.allowed_hosts.clone()),
+        (true, true) => config.with_allowed_hosts(LOOPBACK_HOSTS),
+        (true, false) => config.disable_allowed_hosts(),
     };
     config = if settings.allowed_origins.iter().any(|o| o == "*") {
         config.disable_allowed_origins()
     } else {
         // Without a list no browser origin is allowed; clients that send no `Origin`
         // (desktop apps, SDKs) are not affected.
+        let mut origins = settings.allowed_origins.clone();
+        if settings.loopback {
+            origins.extend(LOOPBACK_ORIGINS.map(String::from));
+        }
         config
-            .with_allowed_origins(settings.allowed_origins.clone())
+            .with_allowed_origins(origins)
             .enforce_origin_validation()
     };
     let service = StreamableHttpService::new(
