@@ -84,10 +84,15 @@ async fn service_with_three_servers() -> Option<Service> {
     Some(Service::start_in(dir, &env, &[]).await)
 }
 
-async fn connect(svc: &Service) -> (RunningService<RoleClient, Listener>, mpsc::UnboundedReceiver<Heard>) {
+async fn connect(
+    svc: &Service,
+) -> (
+    RunningService<RoleClient, Listener>,
+    mpsc::UnboundedReceiver<Heard>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let config =
-        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", svc.http())).auth_header(KEY);
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", svc.http()))
+        .auth_header(KEY);
     let client = Listener(tx)
         .serve(StreamableHttpClientTransport::from_config(config))
         .await
@@ -96,7 +101,11 @@ async fn connect(svc: &Service) -> (RunningService<RoleClient, Listener>, mpsc::
 }
 
 /// The next thing heard that `wanted` accepts, within `limit`.
-async fn hear(rx: &mut mpsc::UnboundedReceiver<Heard>, limit: Duration, wanted: impl Fn(&Heard) -> bool) -> Heard {
+async fn hear(
+    rx: &mut mpsc::UnboundedReceiver<Heard>,
+    limit: Duration,
+    wanted: impl Fn(&Heard) -> bool,
+) -> Heard {
     tokio::time::timeout(limit, async {
         loop {
             let heard = rx.recv().await.expect("the client closed");
@@ -158,7 +167,14 @@ async fn mcp_refuses_callers_without_a_key_and_foreign_origins() {
     let r = post().bearer_auth(KEY).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("mcp-session-id"));
-    let welcome: Value = http.get(svc.http()).send().await.unwrap().json().await.unwrap();
+    let welcome: Value = http
+        .get(svc.http())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(welcome["endpoints"]["POST/GET/DELETE /mcp"].is_string());
 }
 
@@ -178,10 +194,12 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
 
     let tools = client.peer().list_all_tools().await.unwrap();
     let tool = |name: &str| {
-        tools
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap_or_else(|| panic!("no {name} in {:?}", tools.iter().map(|t| &t.name).collect::<Vec<_>>()))
+        tools.iter().find(|t| t.name == name).unwrap_or_else(|| {
+            panic!(
+                "no {name} in {:?}",
+                tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+            )
+        })
     };
     // Both the fixture and server-everything have `echo`: the names are namespaced.
     tool("fx__echo");
@@ -208,7 +226,12 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
         json!({"query": "CREATE TABLE t (x TEXT)"}),
     )
     .await;
-    call(&client, "write_query", json!({"query": "INSERT INTO t VALUES ('row-1')"})).await;
+    call(
+        &client,
+        "write_query",
+        json!({"query": "INSERT INTO t VALUES ('row-1')"}),
+    )
+    .await;
     let rows = call(&client, "read_query", json!({"query": "SELECT x FROM t"})).await;
     assert!(text_of(&rows).contains("row-1"), "{rows:?}");
     let unknown = client
@@ -228,20 +251,31 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
         .read_resource(ReadResourceRequestParams::new("memo://insights"))
         .await
         .unwrap();
-    assert!(serde_json::to_string(&memo).unwrap().contains("memo://insights"));
+    assert!(
+        serde_json::to_string(&memo)
+            .unwrap()
+            .contains("memo://insights")
+    );
     let templates = client.peer().list_all_resource_templates().await.unwrap();
     assert!(
-        templates.iter().any(|t| t.uri_template.starts_with("demo://resource/dynamic/text/")),
+        templates
+            .iter()
+            .any(|t| t.uri_template.starts_with("demo://resource/dynamic/text/")),
         "{templates:?}"
     );
     let dynamic = client
         .peer()
-        .read_resource(ReadResourceRequestParams::new("demo://resource/dynamic/text/1"))
+        .read_resource(ReadResourceRequestParams::new(
+            "demo://resource/dynamic/text/1",
+        ))
         .await
         .unwrap();
     assert!(!dynamic.contents.is_empty());
     let prompts = client.peer().list_all_prompts().await.unwrap();
-    assert!(prompts.iter().any(|p| p.name == "simple-prompt"), "{prompts:?}");
+    assert!(
+        prompts.iter().any(|p| p.name == "simple-prompt"),
+        "{prompts:?}"
+    );
     let prompt = client
         .peer()
         .get_prompt(GetPromptRequestParams::new("simple-prompt"))
@@ -258,7 +292,10 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
     .await;
     assert!(text_of(&done).contains("completed"), "{done:?}");
     for step in 1..=3 {
-        let p = hear(&mut heard, Duration::from_secs(5), |h| matches!(h, Heard::Progress(..))).await;
+        let p = hear(&mut heard, Duration::from_secs(5), |h| {
+            matches!(h, Heard::Progress(..))
+        })
+        .await;
         assert_eq!(p, Heard::Progress(f64::from(step), Some(3.0)));
     }
 
@@ -273,7 +310,10 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
         )
         .await
         .unwrap();
-    hear(&mut heard, Duration::from_secs(10), |h| matches!(h, Heard::Progress(..))).await;
+    hear(&mut heard, Duration::from_secs(10), |h| {
+        matches!(h, Heard::Progress(..))
+    })
+    .await;
     handle.cancel(Some("enough".into())).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -281,7 +321,10 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
         if text_of(&n).contains("\"1\"") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the server saw no cancellation: {n:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server saw no cancellation: {n:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -294,8 +337,16 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
         )
         .await
         .unwrap();
-    hear(&mut heard, Duration::from_secs(15), |h| *h == Heard::ToolsChanged).await;
-    let names = |tools: Vec<rmcp::model::Tool>| tools.into_iter().map(|t| t.name.to_string()).collect::<Vec<_>>();
+    hear(&mut heard, Duration::from_secs(15), |h| {
+        *h == Heard::ToolsChanged
+    })
+    .await;
+    let names = |tools: Vec<rmcp::model::Tool>| {
+        tools
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut down_seen = false;
     loop {
@@ -306,8 +357,14 @@ async fn rmcp_client_uses_the_hubs_tools_resources_and_prompts_through_mcp() {
         if down_seen && now.contains(&"slow".to_string()) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the fixture did not come back: {now:?}");
-        hear(&mut heard, Duration::from_secs(20), |h| *h == Heard::ToolsChanged).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fixture did not come back: {now:?}"
+        );
+        hear(&mut heard, Duration::from_secs(20), |h| {
+            *h == Heard::ToolsChanged
+        })
+        .await;
     }
     client.cancel().await.unwrap();
 }

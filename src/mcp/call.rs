@@ -306,7 +306,8 @@ async fn call_once(
         .map_err(|e| Failure::Retry(format!("could not send the request: {e}")))?;
     let id = handle.id.clone();
     // The server's progress reports for this request go to the caller's sink.
-    let _progress = progress.map(|(routes, sink)| routes.enter(handle.progress_token.clone(), sink.clone()));
+    let _progress =
+        progress.map(|(routes, sink)| routes.enter(handle.progress_token.clone(), sink.clone()));
     // A caller that is dropped mid-call (client gone, deadline) cancels it too.
     let mut on_drop = CancelOnDrop {
         peer: Some(peer.clone()),

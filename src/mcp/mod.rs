@@ -246,7 +246,8 @@ impl Shared {
             Ok(mut w) => std::mem::replace(&mut *w, index.clone()),
             Err(p) => std::mem::replace(&mut *p.into_inner(), index.clone()),
         };
-        self.changes.send_if_modified(|c| c.note(&old.tools, &index.tools, ready, definitions));
+        self.changes
+            .send_if_modified(|c| c.note(&old.tools, &index.tools, ready, definitions));
     }
 
     /// The server and original tool name behind an exposed name.

@@ -93,7 +93,10 @@ mod tests {
             Arc::new(move |p: Progress| into.lock().unwrap().push(p.progress)),
         );
         assert!(routes.forward(report(&token, 1.0)));
-        assert!(!routes.forward(report(&other, 2.0)), "no call has that token");
+        assert!(
+            !routes.forward(report(&other, 2.0)),
+            "no call has that token"
+        );
         drop(guard);
         assert!(!routes.forward(report(&token, 3.0)), "the call has ended");
         assert_eq!(*seen.lock().unwrap(), vec![1.0]);

@@ -30,9 +30,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    McpHub, ToolSpec, asks::Caller, call, naming::ListedTool, progress::ProgressSink,
-};
+use super::{McpHub, ToolSpec, asks::Caller, call, naming::ListedTool, progress::ProgressSink};
 use crate::config::ToolPrefix;
 
 /// What the servers announce beyond their tools, for MCP clients of mcp-chat.
@@ -293,9 +291,16 @@ impl McpHub {
 
     /// The resources of the ready servers `allowed` lets through, as `(server, resource)`
     /// with the URI exposed.
-    pub async fn list_resources(&self, allowed: &(dyn Fn(&str) -> bool + Sync)) -> Vec<(String, Resource)> {
+    pub async fn list_resources(
+        &self,
+        allowed: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Vec<(String, Resource)> {
         let mut all = Vec::new();
-        for live in self.live().into_iter().filter(|l| l.resources && allowed(&l.server)) {
+        for live in self
+            .live()
+            .into_iter()
+            .filter(|l| l.resources && allowed(&l.server))
+        {
             match live.peer.list_all_resources().await {
                 Ok(list) => all.extend(list.into_iter().map(|r| (live.server.clone(), r))),
                 Err(e) => tracing::warn!(server = %live.server, "resources/list failed: {e}"),
@@ -316,7 +321,11 @@ impl McpHub {
         allowed: &(dyn Fn(&str) -> bool + Sync),
     ) -> Vec<(String, ResourceTemplate)> {
         let mut all = Vec::new();
-        for live in self.live().into_iter().filter(|l| l.resources && allowed(&l.server)) {
+        for live in self
+            .live()
+            .into_iter()
+            .filter(|l| l.resources && allowed(&l.server))
+        {
             match live.peer.list_all_resource_templates().await {
                 Ok(list) => all.extend(list.into_iter().map(|r| (live.server.clone(), r))),
                 Err(e) => {
@@ -438,7 +447,11 @@ impl McpHub {
     ) -> Vec<(String, String, Prompt, Peer<RoleClient>)> {
         let mut all = Vec::new();
         let mut peers = HashMap::new();
-        for live in self.live().into_iter().filter(|l| l.prompts && allowed(&l.server)) {
+        for live in self
+            .live()
+            .into_iter()
+            .filter(|l| l.prompts && allowed(&l.server))
+        {
             match live.peer.list_all_prompts().await {
                 Ok(list) => {
                     all.extend(list.into_iter().map(|p| (live.server.clone(), p)));
@@ -525,7 +538,10 @@ mod tests {
         assert_eq!(scheme_label("everything"), "everything");
         assert_eq!(scheme_label("my_server"), "my-server");
         assert_eq!(scheme_label("9lives"), "s9lives");
-        assert_eq!(prefixed_uri("my_server", "test://a/1"), "my-server+test://a/1");
+        assert_eq!(
+            prefixed_uri("my_server", "test://a/1"),
+            "my-server+test://a/1"
+        );
     }
 
     #[test]
@@ -549,7 +565,8 @@ mod tests {
             "contents": [{"uri": "test://a", "text": "hi"}, {"uri": "test://other", "text": "x"}]
         }))
         .unwrap();
-        let renamed = serde_json::to_value(rename_contents(result, "test://a", "fx+test://a")).unwrap();
+        let renamed =
+            serde_json::to_value(rename_contents(result, "test://a", "fx+test://a")).unwrap();
         assert_eq!(renamed["contents"][0]["uri"], "fx+test://a");
         assert_eq!(renamed["contents"][1]["uri"], "test://other");
     }

@@ -20,10 +20,9 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
         Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
-        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-        ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool,
-        UnsubscribeRequestParams,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
+        ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     },
     service::{NotificationContext, Peer, RequestContext},
 };
@@ -246,11 +245,9 @@ impl ServerHandler for HubServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let principal = self.principal(&context)?;
         let name = request.name.to_string();
-        let allowed = self
-            .hub
-            .offered_tools()
-            .into_iter()
-            .any(|t| t.spec.name == name && principal.allows_tool(&t.spec.server, &t.spec.tool, &name));
+        let allowed = self.hub.offered_tools().into_iter().any(|t| {
+            t.spec.name == name && principal.allows_tool(&t.spec.server, &t.spec.tool, &name)
+        });
         if !allowed {
             return Err(proxy_error(ProxyError::UnknownTool(name)));
         }

@@ -87,5 +87,8 @@ pub fn router(
     );
     Router::new()
         .route_service(PATH, service)
-        .layer(axum::middleware::from_fn_with_state(keys, guard::authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            keys,
+            guard::authenticate,
+        ))
 }
