@@ -160,7 +160,7 @@ pub async fn run(
         cors_allow_origins: config.server.cors_allow_origins.clone(),
     };
     let state = HttpState {
-        api,
+        api: api.clone(),
         readiness: readiness.clone(),
         expose_tool_events: config.agent.expose_tool_events,
     };
@@ -171,7 +171,8 @@ pub async fn run(
             max_body_bytes: config.server.max_body_bytes,
             loopback: http_addr.ip().is_loopback(),
         };
-        crate::mcp_serve::router(hub.clone(), keys, &serve, shutdown.child_token())
+        let chat = config.mcp.serve_chat_tool.then(|| api.clone());
+        crate::mcp_serve::router(hub.clone(), chat, keys, &serve, shutdown.child_token())
     });
     let app = http::guard::with_in_flight_limit(
         http::router_with(state, &settings, mcp_route),

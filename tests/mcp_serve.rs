@@ -10,6 +10,8 @@
 
 #[path = "support/service.rs"]
 mod service;
+#[path = "support/upstream.rs"]
+mod upstream;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -512,4 +514,34 @@ async fn the_conformance_suites_server_scenarios_pass_against_mcp() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+/// `mcp.serve_chat_tool`: a `chat` tool that runs a whole agent turn for the caller's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_tool_runs_a_turn_through_mcp() {
+    let fake =
+        upstream::FakeUpstream::with([upstream::Reply::text(&["hello from the agent"])]).await;
+    let dir = service::dir_with_servers(json!({"fx": {"command": fixture_path()}}));
+    let env = [("API_KEYS", KEY), ("MCP_CHAT_MCP_SERVE_CHAT_TOOL", "true")];
+    let svc = service::start_with(&fake.base_url, dir, &env).await;
+    let (client, _heard) = connect(&svc).await;
+    let tools = client.peer().list_all_tools().await.unwrap();
+    let chat = tools
+        .iter()
+        .find(|t| t.name == "chat")
+        .expect("a chat tool");
+    assert!(chat.output_schema.is_some());
+    let answer = call(&client, "chat", json!({"message": "hi"})).await;
+    assert_ne!(answer.is_error, Some(true), "{answer:?}");
+    assert!(
+        text_of(&answer).contains("hello from the agent"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        answer.structured_content.as_ref().unwrap()["response"],
+        "hello from the agent"
+    );
+    let missing = call(&client, "chat", json!({})).await;
+    assert_eq!(missing.is_error, Some(true));
+    client.cancel().await.unwrap();
 }

@@ -57,7 +57,7 @@ const RULES: &[Rule] = &[
     Rule { layer: "agent", no_crates: CORE, may_import_only: &[], may_import: &["llm", "mcp", "sessions", "model", "error", "config", "telemetry"] },
     Rule { layer: "llm", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
     Rule { layer: "mcp", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
-    Rule { layer: "mcp_serve", no_crates: ANY, may_import_only: &[], may_import: &["mcp", "auth", "config", "telemetry", "inflight", "pb"] },
+    Rule { layer: "mcp_serve", no_crates: ANY, may_import_only: &[("grpc", "ChatApi")], may_import: &["mcp", "auth", "config", "telemetry", "inflight", "pb"] },
     Rule { layer: "sessions", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
     Rule { layer: "model", no_crates: CORE, may_import_only: &[], may_import: &[] },
     Rule { layer: "error", no_crates: CORE, may_import_only: &[], may_import: &["llm", "sessions"] },

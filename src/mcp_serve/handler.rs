@@ -28,11 +28,14 @@ use rmcp::{
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::guard::Principal;
-use crate::mcp::{
-    McpHub,
-    progress::{Progress, ProgressSink},
-    proxy::{HubEvent, ProxyError},
+use super::{chat, guard::Principal};
+use crate::{
+    grpc::ChatApi,
+    mcp::{
+        McpHub,
+        progress::{Progress, ProgressSink},
+        proxy::{HubEvent, ProxyError},
+    },
 };
 
 /// One subscription: the server, its own URI, and the URI the client subscribed by.
@@ -41,6 +44,8 @@ type Subscription = (String, String, String);
 /// The handler of one session (rmcp makes one per session).
 pub struct HubServer {
     hub: Arc<McpHub>,
+    /// The gRPC service, for the `chat` tool (`None`: not offered).
+    chat: Option<ChatApi>,
     /// The caller that opened the session; later requests must come with the same key.
     owner: OnceLock<Principal>,
     subscriptions: Arc<Mutex<HashSet<Subscription>>>,
@@ -50,10 +55,11 @@ pub struct HubServer {
 }
 
 impl HubServer {
-    pub fn new(hub: Arc<McpHub>) -> Self {
+    pub fn new(hub: Arc<McpHub>, chat: Option<ChatApi>) -> Self {
         let stop = CancellationToken::new();
         Self {
             hub,
+            chat,
             owner: OnceLock::new(),
             subscriptions: Arc::default(),
             _stop_on_drop: stop.clone().drop_guard(),
@@ -233,9 +239,11 @@ impl ServerHandler for HubServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let principal = self.principal(&context)?;
-        Ok(ListToolsResult::with_all_items(tools_for(
-            &self.hub, &principal,
-        )))
+        let mut tools = tools_for(&self.hub, &principal);
+        if self.chat.is_some() && !tools.iter().any(|t| t.name == chat::NAME) {
+            tools.push(chat::definition());
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -245,7 +253,17 @@ impl ServerHandler for HubServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let principal = self.principal(&context)?;
         let name = request.name.to_string();
-        let allowed = self.hub.offered_tools().into_iter().any(|t| {
+        let offered = self.hub.offered_tools();
+        if let Some(api) = &self.chat
+            && name == chat::NAME
+            && !offered.iter().any(|t| t.spec.name == name)
+        {
+            let headers = context.extensions.get::<Parts>().map(|p| &p.headers);
+            let arguments = request.arguments.unwrap_or_default();
+            let result = chat::run(api, &arguments, headers, context.ct.clone()).await;
+            return Ok(CallToolResponse::from(result));
+        }
+        let allowed = offered.iter().any(|t| {
             t.spec.name == name && principal.allows_tool(&t.spec.server, &t.spec.tool, &name)
         });
         if !allowed {

@@ -13,8 +13,10 @@
 //! `Host` check against `mcp.serve_allowed_hosts` (default: loopback names on a loopback
 //! listener, any host otherwise);
 //! the body limit is `server.max_body_bytes`; the in-flight limit is the gateway's, which
-//! wraps this route too.
+//! wraps this route too. `chat.rs` is the optional `chat` tool (`mcp.serve_chat_tool`), a
+//! whole agent turn through the gRPC service in process.
 
+mod chat;
 mod guard;
 mod handler;
 
@@ -26,7 +28,7 @@ use rmcp::transport::streamable_http_server::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{auth::ApiKeys, mcp::McpHub};
+use crate::{auth::ApiKeys, grpc::ChatApi, mcp::McpHub};
 pub use guard::Principal;
 
 /// The path of the endpoint.
@@ -52,9 +54,11 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// The `Origin`s a loopback listener allows besides the CORS list.
 const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
-/// The `/mcp` route over `hub`, behind `keys`; sessions end when `shutdown` is cancelled.
+/// The `/mcp` route over `hub`, behind `keys`, with the `chat` tool when `chat` is given;
+/// sessions end when `shutdown` is cancelled.
 pub fn router(
     hub: Arc<McpHub>,
+    chat: Option<ChatApi>,
     keys: ApiKeys,
     settings: &ServeSettings,
     shutdown: CancellationToken,
@@ -81,7 +85,7 @@ pub fn router(
             .enforce_origin_validation()
     };
     let service = StreamableHttpService::new(
-        move || Ok(handler::HubServer::new(hub.clone())),
+        move || Ok(handler::HubServer::new(hub.clone(), chat.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
