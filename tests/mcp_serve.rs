@@ -545,3 +545,65 @@ async fn the_chat_tool_runs_a_turn_through_mcp() {
     assert_eq!(missing.is_error, Some(true));
     client.cancel().await.unwrap();
 }
+
+/// The progress an MCP server reports for a running call reaches the chat APIs: typed
+/// `tool_call_progress` events on gRPC `StreamChat`, `tool_progress` events on
+/// `/chat/stream`, and (opt-in) comments in OpenAI streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_progress_reaches_the_chat_apis() {
+    use mcp_chat::pb::chat_event::Event;
+    use upstream::{Answer, Reply};
+    let slow = || Reply::answer(Answer::text(&[]).tool_call("c1", "slow", &["{\"ms\": 400}"]));
+    let done = || Reply::answer(Answer::text(&["done"]));
+    let fake = upstream::FakeUpstream::with([slow(), done(), slow(), done(), slow(), done()]).await;
+    let dir = service::dir_with_servers(json!({"fx": {"command": fixture_path()}}));
+    let svc = service::start_with(
+        &fake.base_url,
+        dir,
+        &[("MCP_CHAT_EXPOSE_TOOL_EVENTS", "true")],
+    )
+    .await;
+
+    let mut stream = service::grpc(&svc)
+        .await
+        .stream_chat(service::user("go"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            Event::ToolCallStarted(_) => kinds.push("started".to_string()),
+            Event::ToolCallProgress(p) => {
+                assert_eq!((p.id.as_str(), p.total), ("c1", Some(10.0)));
+                kinds.push(format!("progress {}", p.progress));
+            }
+            Event::ToolCallFinished(_) => kinds.push("finished".to_string()),
+            _ => {}
+        }
+    }
+    let progress = kinds.iter().filter(|k| k.starts_with("progress")).count();
+    assert!(progress >= 5, "{kinds:?}");
+    assert_eq!(kinds.first().map(String::as_str), Some("started"));
+    assert_eq!(kinds.last().map(String::as_str), Some("finished"));
+
+    let http = reqwest::Client::new();
+    let body = svc
+        .post_json(&http, "/chat/stream", &json!({"message": "go"}))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("event: tool_progress"), "{body}");
+    let body = svc
+        .post_chat(
+            &http,
+            &json!({"model": "test-model", "stream": true,
+            "messages": [{"role": "user", "content": "go"}]}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains(": mcp_tool_call_progress "), "{body}");
+}

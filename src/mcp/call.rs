@@ -59,6 +59,11 @@ pub async fn call(
         .as_ref()
         .and_then(|c| c.patience())
         .unwrap_or_default();
+    // The server's progress reports go to the caller too.
+    let hook = caller.clone().map(|c| {
+        let sink: ProgressSink = Arc::new(move |p| c.progress(p));
+        (slot.progress.clone(), sink)
+    });
     // What the server asks during the call goes to this caller.
     let _caller = caller.map(|c| slot.callers.enter(c));
     let base = slot.config.timeout.unwrap_or(shared.config.call_timeout);
@@ -68,7 +73,7 @@ pub async fn call(
         timeout: base + patience,
         config: &shared.config,
     };
-    call_with(target, arguments, &cancel, || {
+    call_hooked(target, arguments, &cancel, hook.as_ref(), || {
         wait_for_peer(&slot, base, &cancel)
     })
     .await
@@ -130,13 +135,28 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Peer<RoleClient>, String>>,
 {
+    call_hooked(target, arguments, cancel, None, peer).await
+}
+
+/// [`call_with`], the server's progress reports sent to `progress`.
+async fn call_hooked<F, Fut>(
+    target: Target<'_>,
+    arguments: Value,
+    cancel: &CancellationToken,
+    progress: Option<&ProgressHook>,
+    peer: F,
+) -> ToolOutcome
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Peer<RoleClient>, String>>,
+{
     let started = Instant::now();
     let (server, tool, max_output) = (
         target.server.to_string(),
         target.tool.to_string(),
         target.config.max_tool_output,
     );
-    let (ok, text) = match attempts(target, arguments, cancel, None, peer).await {
+    let (ok, text) = match attempts(target, arguments, cancel, progress, peer).await {
         Ok(value) => {
             let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
             (!is_error, result::flatten(&value, max_output))
