@@ -450,10 +450,8 @@ async fn python_sdk_client_uses_the_hub_through_mcp() {
 /// The scenarios of the official conformance suite (`@modelcontextprotocol/conformance`)
 /// that pass against `/mcp`, with the fixture's conformance mode behind the hub. The others
 /// need what the hub does not forward (README, "mcp-chat as an MCP server"): `logging/*`
-/// and `completion/complete` (logging-set-level, completion-complete, tools-call-with-logging)
-/// and requests to the client during a call (tools-call-sampling, tools-call-elicitation,
-/// elicitation-sep1034-defaults, elicitation-sep1330-enums).
-const CONFORMANCE_SERVER_SCENARIOS: [&str; 24] = [
+/// and `completion/complete` (logging-set-level, completion-complete, tools-call-with-logging).
+const CONFORMANCE_SERVER_SCENARIOS: [&str; 28] = [
     "server-initialize",
     "ping",
     "tools-list",
@@ -464,6 +462,10 @@ const CONFORMANCE_SERVER_SCENARIOS: [&str; 24] = [
     "tools-call-mixed-content",
     "tools-call-error",
     "tools-call-with-progress",
+    "tools-call-sampling",
+    "tools-call-elicitation",
+    "elicitation-sep1034-defaults",
+    "elicitation-sep1330-enums",
     "server-sse-polling",
     "server-sse-multiple-streams",
     "resources-list",

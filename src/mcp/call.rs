@@ -30,6 +30,9 @@ use super::{
 };
 use crate::config::McpConfig;
 
+/// How long a call's progress route stays open after its result arrived.
+const PROGRESS_GRACE: Duration = Duration::from_millis(10);
+
 /// Why one attempt failed.
 enum Failure {
     /// Worth another attempt: the request did not reach a live server.
@@ -345,6 +348,11 @@ async fn call_once(
         }
     };
     on_drop.disarm();
+    if progress.is_some() {
+        // rmcp handles each notification in a task of its own, so a report the server sent
+        // just before its result may still be on its way: give it a moment to arrive.
+        tokio::time::sleep(PROGRESS_GRACE).await;
+    }
     match response {
         Ok(ServerResult::CallToolResult(r)) => serde_json::to_value(r)
             .map_err(|e| Failure::Fail(format!("cannot read the result: {e}"))),

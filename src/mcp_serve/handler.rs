@@ -106,10 +106,14 @@ fn proxy_error(e: ProxyError) -> ErrorData {
 }
 
 /// A sink that sends a call's progress to the client as `notifications/progress` with the
-/// client's own token, in order (a task per call, ended when the call drops the sink).
-fn progress_to(peer: Peer<RoleServer>, token: rmcp::model::ProgressToken) -> ProgressSink {
+/// client's own token, in order (a task per call that ends when the call drops the sink),
+/// and the task, to wait for before the result goes out (so no report follows it).
+fn progress_to(
+    peer: Peer<RoleServer>,
+    token: rmcp::model::ProgressToken,
+) -> (ProgressSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
             let mut param = ProgressNotificationParam::new(token.clone(), p.progress);
             param.total = p.total;
@@ -120,9 +124,10 @@ fn progress_to(peer: Peer<RoleServer>, token: rmcp::model::ProgressToken) -> Pro
             }
         }
     });
-    Arc::new(move |p| {
+    let sink: ProgressSink = Arc::new(move |p| {
         let _ = tx.send(p);
-    })
+    });
+    (sink, task)
 }
 
 /// Tells the session what changed until it ends.
@@ -269,21 +274,28 @@ impl ServerHandler for HubServer {
         if !allowed {
             return Err(proxy_error(ProxyError::UnknownTool(name)));
         }
-        let progress = context
+        let (progress, forwarder) = context
             .meta
             .get_progress_token()
-            .map(|token| progress_to(context.peer.clone(), token));
-        self.hub
+            .map(|token| progress_to(context.peer.clone(), token))
+            .unzip();
+        let result = self
+            .hub
             .call_tool_raw(
                 &name,
                 request.arguments.unwrap_or_default(),
                 context.ct.clone(),
-                None,
+                Some(Arc::new(super::asks::ClientCaller {
+                    peer: context.peer.clone(),
+                })),
                 progress,
             )
-            .await
-            .map(CallToolResponse::from)
-            .map_err(proxy_error)
+            .await;
+        // Every progress report goes out before the result.
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), forwarder).await;
+        }
+        result.map(CallToolResponse::from).map_err(proxy_error)
     }
 
     async fn list_resources(

@@ -14,8 +14,10 @@
 //! listener, any host otherwise);
 //! the body limit is `server.max_body_bytes`; the in-flight limit is the gateway's, which
 //! wraps this route too. `chat.rs` is the optional `chat` tool (`mcp.serve_chat_tool`), a
-//! whole agent turn through the gRPC service in process.
+//! whole agent turn through the gRPC service in process. `asks.rs` passes what an upstream
+//! server asks mid-call (elicitation, sampling) on to the client of `/mcp`.
 
+mod asks;
 mod chat;
 mod guard;
 mod handler;
