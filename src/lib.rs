@@ -27,6 +27,7 @@ pub mod http;
 pub mod inflight;
 pub mod llm;
 pub mod mcp;
+pub mod mcp_serve;
 pub mod model;
 pub mod pb;
 pub mod readiness;

@@ -124,10 +124,8 @@ pub async fn run(
         .iter()
         .filter_map(|k| Some((k.key.clone()?, crate::config::KeyAccess::from_config(k))))
         .collect();
-    let api = ChatApi::new(
-        agent,
-        ApiKeys::with_named(config.server.api_keys.clone(), named),
-    );
+    let keys = ApiKeys::with_named(config.server.api_keys.clone(), named);
+    let api = ChatApi::new(agent, keys.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -163,11 +161,24 @@ pub async fn run(
         cors_allow_origins: config.server.cors_allow_origins.clone(),
     };
     let state = HttpState {
-        api,
+        api: api.clone(),
         readiness: readiness.clone(),
         expose_tool_events: config.agent.expose_tool_events,
     };
-    let app = http::guard::with_in_flight_limit(http::router(state, &settings), in_flight);
+    let mcp_route = config.mcp.serve.then(|| {
+        let serve = crate::mcp_serve::ServeSettings {
+            allowed_origins: config.server.cors_allow_origins.clone(),
+            allowed_hosts: config.mcp.serve_allowed_hosts.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+            loopback: http_addr.ip().is_loopback(),
+        };
+        let chat = config.mcp.serve_chat_tool.then(|| api.clone());
+        crate::mcp_serve::router(hub.clone(), chat, keys, &serve, shutdown.child_token())
+    });
+    let app = http::guard::with_in_flight_limit(
+        http::router_with(state, &settings, mcp_route),
+        in_flight,
+    );
     let serve_settings = http::guard::ServeSettings {
         header_read_timeout: config.server.header_read_timeout,
     };

@@ -128,6 +128,7 @@ async fn grpc_stream_delivers_events_in_order_across_two_tool_iterations() {
                 assert!(f.ok, "{f:?}");
                 "finished"
             }
+            Event::ToolCallProgress(_) => "progress",
             Event::Usage(_) => "usage",
             Event::Response(_) => "response",
             Event::ClientToolCall(_) => "client",

@@ -541,6 +541,7 @@ async fn stream_delivers_events_in_order_across_tool_calls() {
             AgentEvent::ToolCallStarted { .. } => "started",
             AgentEvent::ToolCallFinished { ok: true, .. } => "finished",
             AgentEvent::ToolCallFinished { .. } => "failed",
+            AgentEvent::ToolCallProgress { .. } => "progress",
             AgentEvent::ClientToolCall(_) => "client",
             AgentEvent::ElicitationRequired(_) => "elicitation",
             AgentEvent::ApprovalRequired(_) => "approval",

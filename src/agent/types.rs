@@ -155,6 +155,13 @@ pub enum AgentEvent {
         result: String,
         duration: Duration,
     },
+    /// Progress an MCP server reported for the running call `id`.
+    ToolCallProgress {
+        id: String,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    },
     /// A client-side tool call, complete.
     ClientToolCall(ToolCall),
     /// An MCP server asks the caller for input; the turn waits for

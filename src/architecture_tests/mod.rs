@@ -57,6 +57,7 @@ const RULES: &[Rule] = &[
     Rule { layer: "agent", no_crates: CORE, may_import_only: &[], may_import: &["llm", "mcp", "sessions", "model", "error", "config", "telemetry"] },
     Rule { layer: "llm", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
     Rule { layer: "mcp", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
+    Rule { layer: "mcp_serve", no_crates: ANY, may_import_only: &[("grpc", "ChatApi")], may_import: &["mcp", "auth", "config", "telemetry", "inflight", "pb"] },
     Rule { layer: "sessions", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
     Rule { layer: "model", no_crates: CORE, may_import_only: &[], may_import: &[] },
     Rule { layer: "error", no_crates: CORE, may_import_only: &[], may_import: &["llm", "sessions"] },
@@ -67,7 +68,7 @@ const RULES: &[Rule] = &[
     Rule { layer: "telemetry", no_crates: ANY, may_import_only: &[], may_import: &["config"] },
     Rule { layer: "config", no_crates: CORE, may_import_only: &[], may_import: &[] },
     // The composition root wires every layer (and the crate root's re-exports).
-    Rule { layer: "server", no_crates: ANY, may_import_only: &[], may_import: &["agent", "auth", "config", "error", "grpc", "http", "inflight", "llm", "mcp", "model", "pb", "readiness", "sessions", "telemetry", "Config", "Listeners", "run"] },
+    Rule { layer: "server", no_crates: ANY, may_import_only: &[], may_import: &["agent", "auth", "config", "error", "grpc", "http", "inflight", "llm", "mcp", "mcp_serve", "model", "pb", "readiness", "sessions", "telemetry", "Config", "Listeners", "run"] },
 ];
 
 /// Files of `src/` that are not library layers: the crate root, the binary and this test.

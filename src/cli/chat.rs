@@ -181,6 +181,7 @@ async fn grpc_turn(
             Some(
                 Event::Start(_)
                 | Event::ToolCallStarted(_)
+                | Event::ToolCallProgress(_)
                 | Event::Usage(_)
                 | Event::ClientToolCall(_)
                 | Event::ElicitationRequired(_)

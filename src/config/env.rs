@@ -59,6 +59,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         "MCP_CHAT_REQUEST_SERVER_PRIVATE",
         "mcp.request_server_private",
     ),
+    var("MCP_CHAT_MCP_SERVE", "mcp.serve"),
+    var("MCP_CHAT_MCP_SERVE_CHAT_TOOL", "mcp.serve_chat_tool"),
+    var(
+        "MCP_CHAT_MCP_SERVE_ALLOWED_HOSTS",
+        "mcp.serve_allowed_hosts",
+    ),
     var("MCP_CHAT_SYSTEM_PROMPT", "agent.system_prompt"),
     var("MCP_CHAT_SYSTEM_PROMPT_FILE", "agent.system_prompt_file"),
     var("MCP_CHAT_MAX_TOOL_ITERATIONS", "agent.max_tool_iterations"),
@@ -100,6 +106,7 @@ pub fn is_text(key: &str) -> bool {
             | "mcp.servers_config"
             | "mcp.request_servers"
             | "mcp.request_server_hosts"
+            | "mcp.serve_allowed_hosts"
             | "sessions.store"
             | "log.level"
     )

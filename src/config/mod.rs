@@ -264,6 +264,15 @@ pub struct McpConfig {
     /// Whether a request server may be reached at a loopback, private, link-local,
     /// unique-local, unspecified or multicast address (after DNS resolution).
     pub request_server_private: bool,
+    /// Whether mcp-chat serves the hub's tools, resources and prompts as an MCP server at
+    /// `/mcp` (streamable HTTP).
+    pub serve: bool,
+    /// Whether `/mcp` also offers a `chat` tool that runs a whole agent turn.
+    pub serve_chat_tool: bool,
+    /// `Host` values `/mcp` accepts (`host` or `host:port`; DNS-rebinding guard); empty:
+    /// any host.
+    #[serde(deserialize_with = "string_list")]
+    pub serve_allowed_hosts: Vec<String>,
 }
 
 /// `mcp.request_servers`: whether requests may bring their own remote MCP servers.
@@ -291,6 +300,9 @@ impl Default for McpConfig {
             request_servers: RequestServersMode::Off,
             request_server_hosts: Vec::new(),
             request_server_private: false,
+            serve: true,
+            serve_chat_tool: false,
+            serve_allowed_hosts: Vec::new(),
         }
     }
 }

@@ -119,7 +119,11 @@ fn every_documented_variable_sets_its_key() {
                 | "mcp.max_tool_output"
                 | "agent.max_tool_iterations"
                 | "agent.max_sampling_tokens" => "1000",
-                "agent.expose_tool_events" | "mcp.request_server_private" => "true",
+                "agent.expose_tool_events"
+                | "mcp.request_server_private"
+                | "mcp.serve"
+                | "mcp.serve_chat_tool" => "true",
+                "mcp.serve_allowed_hosts" => "localhost, mcp.example.com:8080",
                 "mcp.request_servers" => "off",
                 "mcp.request_server_hosts" => "example.com, http://*.example.org:8080",
                 "mcp.tool_prefix" => "always",

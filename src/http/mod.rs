@@ -50,11 +50,17 @@ pub struct HttpSettings {
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+/// The headers of the streamable HTTP transport at `/mcp`, for CORS.
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// Names the MCP servers that were not ready for a turn (the gRPC metadata of the same name).
 const DEGRADED: HeaderName = HeaderName::from_static(crate::pb::DEGRADED);
 
-/// Every route template of the router (the `route` label of the HTTP metrics).
-const ROUTES: [&str; 14] = [
+/// Every route template of the router (the `route` label of the HTTP metrics); `/mcp` is
+/// mounted from outside ([`router_with`]).
+const ROUTES: [&str; 15] = [
+    "/mcp",
     "/",
     "/healthz",
     "/readyz",
@@ -73,6 +79,13 @@ const ROUTES: [&str; 14] = [
 
 /// The gateway's router; tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
+    router_with(state, settings, None)
+}
+
+/// The gateway's router with another edge's routes mounted beside its own (the MCP server's
+/// `/mcp`, built by `server.rs`), behind the same layers: request ids, CORS, tracing,
+/// metrics (and the in-flight limit `server.rs` wraps around it all).
+pub fn router_with(state: HttpState, settings: &HttpSettings, mounted: Option<Router>) -> Router {
     let routes = Router::new()
         .route("/", get(welcome))
         .route("/healthz", get(healthz))
@@ -99,7 +112,12 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    let routes = match mounted {
+        Some(mounted) => routes.merge(mounted),
+        None => routes,
+    };
+    let routes = routes
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::Extension(extract::BodyReadTimeout(
             settings.body_read_timeout,
@@ -135,10 +153,14 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
+                axum::http::header::ACCEPT,
                 SESSION_ID,
                 REQUEST_ID,
+                MCP_SESSION_ID,
+                MCP_PROTOCOL_VERSION,
+                LAST_EVENT_ID,
             ])
-            .expose_headers([SESSION_ID, REQUEST_ID, DEGRADED]),
+            .expose_headers([SESSION_ID, REQUEST_ID, DEGRADED, MCP_SESSION_ID]),
     )
 }
 
@@ -219,6 +241,7 @@ async fn welcome() -> Json<serde_json::Value> {
             "POST /chat/elicitations/{id}": "answer an elicitation event: {\"action\": \"accept\"|\"decline\"|\"cancel\", \"content\"?}",
             "GET /sessions/{id}": "a stored conversation",
             "DELETE /sessions/{id}": "delete a stored conversation",
+            "POST/GET/DELETE /mcp": "mcp-chat as an MCP server (streamable HTTP): the tools, resources and prompts of its MCP servers",
             "GET /v1/models": "OpenAI-compatible model list",
             "POST /v1/chat/completions": "OpenAI-compatible chat completions (JSON and SSE)",
             "POST /v1/responses": "OpenAI Responses API with MCP items (JSON and typed SSE events)",

@@ -226,6 +226,10 @@ fn render(event: Event) -> Option<(&'static str, serde_json::Value)> {
             "tool_result",
             json!({ "id": t.id, "name": t.name, "ok": t.ok, "result": t.result, "duration_ms": t.duration_ms }),
         ),
+        Event::ToolCallProgress(t) => (
+            "tool_progress",
+            json!({ "id": t.id, "progress": t.progress, "total": t.total, "message": t.message }),
+        ),
         Event::ElicitationRequired(e) => (
             "elicitation",
             json!({

@@ -96,6 +96,12 @@ pub trait Caller: Send + Sync {
         let _ = request;
         Err("this caller does not answer sampling requests".into())
     }
+
+    /// Progress the server reported for the call (`notifications/progress`). The default
+    /// drops it.
+    fn progress(&self, progress: super::progress::Progress) {
+        let _ = progress;
+    }
 }
 
 /// The callers of the calls now in flight on one server; a request the server sends goes to

@@ -20,8 +20,18 @@ use rmcp::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, ToolOutcome, asks::Caller, result, supervisor::Slot, trace};
+use super::{
+    Shared, ToolOutcome,
+    asks::Caller,
+    progress::{ProgressRoutes, ProgressSink},
+    result,
+    supervisor::Slot,
+    trace,
+};
 use crate::config::McpConfig;
+
+/// How long a call's progress route stays open after its result arrived.
+const PROGRESS_GRACE: Duration = Duration::from_millis(10);
 
 /// Why one attempt failed.
 enum Failure {
@@ -52,6 +62,11 @@ pub async fn call(
         .as_ref()
         .and_then(|c| c.patience())
         .unwrap_or_default();
+    // The server's progress reports go to the caller too.
+    let hook = caller.clone().map(|c| {
+        let sink: ProgressSink = Arc::new(move |p| c.progress(p));
+        (slot.progress.clone(), sink)
+    });
     // What the server asks during the call goes to this caller.
     let _caller = caller.map(|c| slot.callers.enter(c));
     let base = slot.config.timeout.unwrap_or(shared.config.call_timeout);
@@ -61,10 +76,43 @@ pub async fn call(
         timeout: base + patience,
         config: &shared.config,
     };
-    call_with(target, arguments, &cancel, || {
+    call_hooked(target, arguments, &cancel, hook.as_ref(), || {
         wait_for_peer(&slot, base, &cancel)
     })
     .await
+}
+
+/// [`call`] for an MCP client of mcp-chat: the server's `CallToolResult` as JSON (not
+/// flattened), the progress it reports sent to `progress`. `None`: no tool of that name is
+/// offered; `Some(Err)`: why the call failed.
+pub async fn call_raw(
+    shared: &Shared,
+    name: &str,
+    arguments: Value,
+    cancel: CancellationToken,
+    caller: Option<Arc<dyn Caller>>,
+    progress: Option<ProgressSink>,
+) -> Option<Result<Value, String>> {
+    let (slot, tool) = shared.route(name)?;
+    let patience = caller
+        .as_ref()
+        .and_then(|c| c.patience())
+        .unwrap_or_default();
+    let _caller = caller.map(|c| slot.callers.enter(c));
+    let base = slot.config.timeout.unwrap_or(shared.config.call_timeout);
+    let target = Target {
+        server: &slot.config.name,
+        tool: &tool,
+        timeout: base + patience,
+        config: &shared.config,
+    };
+    let hook = progress.map(|sink| (slot.progress.clone(), sink));
+    Some(
+        attempts(target, arguments, &cancel, hook.as_ref(), || {
+            wait_for_peer(&slot, base, &cancel)
+        })
+        .await,
+    )
 }
 
 /// One call's target and limits, for [`call_with`].
@@ -84,52 +132,94 @@ pub(super) async fn call_with<F, Fut>(
     target: Target<'_>,
     arguments: Value,
     cancel: &CancellationToken,
-    mut peer: F,
+    peer: F,
+) -> ToolOutcome
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Peer<RoleClient>, String>>,
+{
+    call_hooked(target, arguments, cancel, None, peer).await
+}
+
+/// [`call_with`], the server's progress reports sent to `progress`.
+async fn call_hooked<F, Fut>(
+    target: Target<'_>,
+    arguments: Value,
+    cancel: &CancellationToken,
+    progress: Option<&ProgressHook>,
+    peer: F,
 ) -> ToolOutcome
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Peer<RoleClient>, String>>,
 {
     let started = Instant::now();
+    let (server, tool, max_output) = (
+        target.server.to_string(),
+        target.tool.to_string(),
+        target.config.max_tool_output,
+    );
+    let (ok, text) = match attempts(target, arguments, cancel, progress, peer).await {
+        Ok(value) => {
+            let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
+            (!is_error, result::flatten(&value, max_output))
+        }
+        Err(text) => (false, text),
+    };
+    ToolOutcome {
+        server,
+        tool,
+        ok,
+        text,
+        duration: started.elapsed(),
+    }
+}
+
+/// Where a call's progress goes: the server's routes and the caller's sink.
+pub(super) type ProgressHook = (Arc<ProgressRoutes>, ProgressSink);
+
+/// The attempts of one call: the server's `CallToolResult` as JSON, or why it failed (the
+/// text for the model). Transport failures and restarts are retried.
+pub(super) async fn attempts<F, Fut>(
+    target: Target<'_>,
+    arguments: Value,
+    cancel: &CancellationToken,
+    progress: Option<&ProgressHook>,
+    mut peer: F,
+) -> Result<Value, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Peer<RoleClient>, String>>,
+{
     let Target {
         server,
         tool,
         timeout,
         config,
     } = target;
-    let outcome = |ok: bool, text: String| ToolOutcome {
-        server: server.to_string(),
-        tool: tool.to_string(),
-        ok,
-        text,
-        duration: started.elapsed(),
-    };
     let arguments: JsonObject = match arguments {
         Value::Object(map) => map,
         Value::Null => JsonObject::new(),
         other => {
-            return outcome(
-                false,
-                format!("error: the arguments must be a JSON object, not {other}"),
-            );
+            return Err(format!(
+                "error: the arguments must be a JSON object, not {other}"
+            ));
         }
     };
     let max_total = config.call_max_duration.max(timeout);
     let mut attempt = 0;
     loop {
-        let peer = match peer().await {
-            Ok(peer) => peer,
-            Err(text) => return outcome(false, text),
+        let peer = peer().await?;
+        let once = Once {
+            tool,
+            timeout,
+            max_total,
+            progress,
         };
-        let failure =
-            match call_once(&peer, tool, arguments.clone(), timeout, max_total, cancel).await {
-                Ok(value) => {
-                    let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
-                    let text = result::flatten(&value, config.max_tool_output);
-                    return outcome(!is_error, text);
-                }
-                Err(f) => f,
-            };
+        let failure = match call_once(&peer, once, arguments.clone(), cancel).await {
+            Ok(value) => return Ok(value),
+            Err(f) => f,
+        };
         match failure {
             Failure::Retry(why) if attempt < config.call_retries => {
                 attempt += 1;
@@ -137,8 +227,9 @@ where
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Failure::Retry(why) | Failure::Fail(why) => {
-                let text = format!("error calling tool {tool:?} on MCP server {server:?}: {why}");
-                return outcome(false, text);
+                return Err(format!(
+                    "error calling tool {tool:?} on MCP server {server:?}: {why}"
+                ));
             }
         }
     }
@@ -203,14 +294,26 @@ impl Drop for CancelOnDrop {
     }
 }
 
-async fn call_once(
-    peer: &Peer<RoleClient>,
-    tool: &str,
-    arguments: JsonObject,
+/// One attempt's target and limits.
+struct Once<'a> {
+    tool: &'a str,
     timeout: Duration,
     max_total: Duration,
+    progress: Option<&'a ProgressHook>,
+}
+
+async fn call_once(
+    peer: &Peer<RoleClient>,
+    once: Once<'_>,
+    arguments: JsonObject,
     cancel: &CancellationToken,
 ) -> Result<Value, Failure> {
+    let Once {
+        tool,
+        timeout,
+        max_total,
+        progress,
+    } = once;
     let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
     // The current span is the caller's `tool.call`: the server's spans become its children.
     trace::inject(&mut params);
@@ -225,6 +328,17 @@ async fn call_once(
         .await
         .map_err(|e| Failure::Retry(format!("could not send the request: {e}")))?;
     let id = handle.id.clone();
+    // The server's progress reports for this request go to the caller's sink.
+    // Whether the server reported progress for this call at all (see the grace below).
+    let reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _progress = progress.map(|(routes, sink)| {
+        let (sink, reported) = (sink.clone(), reported.clone());
+        let counted: ProgressSink = Arc::new(move |p| {
+            reported.store(true, std::sync::atomic::Ordering::Relaxed);
+            sink(p);
+        });
+        routes.enter(handle.progress_token.clone(), counted)
+    });
     // A caller that is dropped mid-call (client gone, deadline) cancels it too.
     let mut on_drop = CancelOnDrop {
         peer: Some(peer.clone()),
@@ -242,6 +356,12 @@ async fn call_once(
         }
     };
     on_drop.disarm();
+    if reported.load(std::sync::atomic::Ordering::Relaxed) {
+        // rmcp handles each notification in a task of its own, so a report the server sent
+        // just before its result may still be on its way: give it a moment to arrive. Only
+        // for a server that reports progress on this call, so other calls lose no time.
+        tokio::time::sleep(PROGRESS_GRACE).await;
+    }
     match response {
         Ok(ServerResult::CallToolResult(r)) => serde_json::to_value(r)
             .map_err(|e| Failure::Fail(format!("cannot read the result: {e}"))),

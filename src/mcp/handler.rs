@@ -1,6 +1,8 @@
 //! The rmcp client handler of one server connection: what the client declares in
 //! `initialize` (the protocol version and the capabilities), and what it answers when the
-//! server asks: `tools/list_changed` is forwarded to the supervisor; `elicitation/create`
+//! server asks: `tools/list_changed` is forwarded to the supervisor; `notifications/progress`
+//! to the sink of its call (`progress.rs`); `resources/updated` and the resource and prompt
+//! `list_changed` to the hub's events (`proxy.rs`); `elicitation/create`
 //! and `sampling/createMessage` go to the [`Caller`](super::asks::Caller) of the call in
 //! progress (`asks.rs`), and are declined or refused when there is none.
 
@@ -14,13 +16,18 @@ use rmcp::{
     model::{
         ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
         ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability,
-        FormElicitationCapability, Implementation, ProtocolVersion, UrlElicitationCapability,
+        FormElicitationCapability, Implementation, ProgressNotificationParam, ProtocolVersion,
+        ResourceUpdatedNotificationParam, UrlElicitationCapability,
     },
     service::{NotificationContext, RequestContext},
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
-use super::asks::{self, Callers};
+use super::{
+    asks::{self, Callers},
+    progress::ProgressRoutes,
+    proxy::HubEvent,
+};
 
 #[derive(Clone)]
 pub struct Handler {
@@ -30,12 +37,45 @@ pub struct Handler {
     pub callers: Arc<Callers>,
     /// Whether the server may ask for completions (`"sampling": false` turns it off).
     pub sampling: bool,
+    /// The progress sinks of the calls in flight on this server.
+    pub progress: Arc<ProgressRoutes>,
+    /// What MCP clients of mcp-chat hear of this server's resources and prompts.
+    pub events: broadcast::Sender<HubEvent>,
 }
 
 impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         tracing::debug!(server = %self.server, "tools/list_changed");
         self.list_changed.notify_one();
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if !self.progress.forward(params) {
+            tracing::trace!(server = %self.server, "progress for no call in flight");
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.events.send(HubEvent::ResourceUpdated {
+            server: self.server.to_string(),
+            uri: params.uri,
+        });
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.events.send(HubEvent::ResourcesChanged);
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.events.send(HubEvent::PromptsChanged);
     }
 
     fn get_info(&self) -> ClientConfig {

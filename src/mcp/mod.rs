@@ -20,6 +20,9 @@
 //! 2024-11-05 SSE client transport), `supervisor.rs` (per-server task: restart, re-list),
 //! `naming.rs` (exposed names, schema repair), `call.rs` (call routing), `trace.rs` (the
 //! caller's trace context on tool calls), `result.rs` (results as text for the model),
+//! `progress.rs` (a call's progress reports, forwarded to its caller), `proxy.rs` (the hub as
+//! an MCP server sees it: full tool definitions, raw results, resources, prompts, change
+//! events; for the `/mcp` edge),
 //! `request_servers.rs` (a request's own remote servers: pooled client, connect, call),
 //! `request_policy.rs` (their allow-list and SSRF guard), `request_hub.rs` (the hub plus a
 //! request's servers as one [`ToolHub`]).
@@ -38,6 +41,8 @@ mod call;
 mod handler;
 pub mod legacy_sse;
 pub mod naming;
+pub mod progress;
+pub mod proxy;
 pub mod request_hub;
 pub mod request_policy;
 pub mod request_servers;
@@ -55,7 +60,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{McpConfig, ServersConfig};
@@ -178,6 +186,10 @@ pub(crate) struct Shared {
     settled: AtomicBool,
     /// When the first starts are over at the latest (hub start + start-up timeout).
     settle_by: tokio::time::Instant,
+    /// Bumped whenever the offered tools or the set of ready servers change.
+    changes: watch::Sender<proxy::Changes>,
+    /// Resource and prompt notifications of the servers, for MCP clients of mcp-chat.
+    events: broadcast::Sender<proxy::HubEvent>,
 }
 
 impl Shared {
@@ -217,15 +229,25 @@ impl Shared {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
+        let ready: Vec<&str> = self
+            .slots
+            .iter()
+            .zip(&statuses)
+            .filter(|(_, st)| st.state == "ready")
+            .map(|(slot, _)| slot.config.name.as_str())
+            .collect();
+        let definitions: Vec<_> = statuses.iter().map(|st| st.tools.clone()).collect();
         let index = Arc::new(Index {
             tools: tools.into(),
             by_name,
             unready,
         });
-        match self.index.write() {
-            Ok(mut w) => *w = index,
-            Err(p) => *p.into_inner() = index,
-        }
+        let old = match self.index.write() {
+            Ok(mut w) => std::mem::replace(&mut *w, index.clone()),
+            Err(p) => std::mem::replace(&mut *p.into_inner(), index.clone()),
+        };
+        self.changes
+            .send_if_modified(|c| c.note(&old.tools, &index.tools, ready, definitions));
     }
 
     /// The server and original tool name behind an exposed name.
@@ -286,6 +308,8 @@ impl McpHub {
             settle_by: tokio::time::Instant::now()
                 + config.startup_timeout
                 + Duration::from_millis(250),
+            changes: watch::channel(proxy::Changes::default()).0,
+            events: broadcast::channel(256).0,
         });
         shared.rebuild_index();
         let stop = CancellationToken::new();

@@ -24,6 +24,9 @@ pub struct ListedTool {
     pub name: String,
     pub description: String,
     pub input_schema: Value,
+    /// The server's own definition (title, output schema, annotations, `_meta`), for MCP
+    /// clients of mcp-chat; `None` where no server listed it (tests).
+    pub definition: Option<std::sync::Arc<rmcp::model::Tool>>,
 }
 
 /// Builds the tool index offered to the model from each server's tools, in server order.
@@ -182,6 +185,7 @@ mod tests {
             name: name.into(),
             description: format!("{name} it"),
             input_schema: json!({"type": "object", "properties": {}}),
+            definition: None,
         }
     }
 

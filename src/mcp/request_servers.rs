@@ -135,6 +135,8 @@ impl RequestServerClient {
             list_changed: Arc::new(Notify::new()),
             callers: callers.clone(),
             sampling: false,
+            progress: Arc::default(),
+            events: tokio::sync::broadcast::channel(1).0,
         };
         let attempt = async {
             let conn = match transport::remote(

@@ -34,6 +34,8 @@ pub struct Slot {
     pub changed: watch::Sender<u64>,
     /// The callers of the calls in flight here, asked when the server sends a request.
     pub callers: Arc<super::asks::Callers>,
+    /// The progress sinks of the calls in flight here.
+    pub progress: Arc<super::progress::ProgressRoutes>,
 }
 
 #[derive(Clone)]
@@ -71,6 +73,7 @@ impl Slot {
             config,
             changed: watch::channel(0).0,
             callers: Arc::default(),
+            progress: Arc::default(),
         }
     }
 
@@ -109,6 +112,8 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
             list_changed: list_changed.clone(),
             callers: slot.callers.clone(),
             sampling: slot.config.sampling,
+            progress: slot.progress.clone(),
+            events: shared.events.clone(),
         };
         let attempt = async {
             let mut conn = transport::connect(&slot.config, handler, &shared.http)
@@ -275,8 +280,13 @@ pub(super) async fn list_tools(
         })
         .map(|t| ListedTool {
             name: t.name.to_string(),
-            description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+            description: t
+                .description
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+            definition: Some(Arc::new(t)),
         })
         .collect())
 }

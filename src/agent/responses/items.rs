@@ -207,7 +207,10 @@ impl Assembler {
             }
         };
         match event {
-            AgentEvent::Start { .. } | AgentEvent::ElicitationRequired(_) => {}
+            // OpenAI's Responses stream has no event for these.
+            AgentEvent::Start { .. }
+            | AgentEvent::ElicitationRequired(_)
+            | AgentEvent::ToolCallProgress { .. } => {}
             AgentEvent::ToolsListed(servers) => {
                 for server in servers {
                     if self.listed.contains(&server.label) {

@@ -11,10 +11,49 @@ use super::{CANCEL_DRAIN, Offer, Turn};
 use crate::{
     agent::AgentEvent,
     error::CoreError,
-    mcp::{ToolOutcome, ToolSpec, asks::Caller},
+    mcp::{
+        ToolOutcome, ToolSpec,
+        asks::{Caller, ElicitAnswer, Elicitation, SamplingAnswer, SamplingRequest},
+        progress::Progress,
+    },
     model::ToolCall,
     telemetry::metrics,
 };
+
+/// The turn as the caller of one tool call: what the server asks goes to the turn; the
+/// progress it reports becomes a `ToolCallProgress` event of this call (dropped when the
+/// stream is full: progress is advisory).
+struct CallCaller {
+    turn: Arc<dyn Caller>,
+    id: String,
+    events: Option<tokio::sync::mpsc::Sender<Result<AgentEvent, CoreError>>>,
+}
+
+#[async_trait::async_trait]
+impl Caller for CallCaller {
+    fn patience(&self) -> Option<std::time::Duration> {
+        self.turn.patience()
+    }
+
+    async fn elicit(&self, request: Elicitation) -> ElicitAnswer {
+        self.turn.elicit(request).await
+    }
+
+    async fn sample(&self, request: SamplingRequest) -> Result<SamplingAnswer, String> {
+        self.turn.sample(request).await
+    }
+
+    fn progress(&self, progress: Progress) {
+        if let Some(events) = &self.events {
+            let _ = events.try_send(Ok(AgentEvent::ToolCallProgress {
+                id: self.id.clone(),
+                progress: progress.progress,
+                total: progress.total,
+                message: progress.message,
+            }));
+        }
+    }
+}
 
 impl Turn<'_> {
     /// Runs the server-side calls concurrently; results come back in call order.
@@ -36,7 +75,11 @@ impl Turn<'_> {
             })
             .await;
             let hub = self.hub.clone();
-            let caller: Arc<dyn Caller> = self.caller.clone();
+            let caller: Arc<dyn Caller> = Arc::new(CallCaller {
+                turn: self.caller.clone(),
+                id: call.id.clone(),
+                events: self.events.cloned(),
+            });
             let cancel = self.cancel.child_token();
             let prepared = prepare(call, spec, offer);
             let span = tracing::info_span!(

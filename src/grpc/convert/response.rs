@@ -148,6 +148,17 @@ pub fn event_to_pb(event: AgentEvent) -> Option<pb::ChatEvent> {
             result,
             duration_ms: millis(duration),
         }),
+        AgentEvent::ToolCallProgress {
+            id,
+            progress,
+            total,
+            message,
+        } => Event::ToolCallProgress(pb::ToolCallProgress {
+            id,
+            progress,
+            total,
+            message,
+        }),
         AgentEvent::ClientToolCall(call) => Event::ClientToolCall(tool_call_to_pb(&call)),
         AgentEvent::ApprovalRequired(r) => Event::ApprovalRequired(approval_to_pb(r)),
         AgentEvent::ElicitationRequired(open) => {

@@ -334,6 +334,10 @@ impl ChunkRenderer {
                 "mcp_tool_call_finished {}",
                 serde_json::json!({"id": t.id, "name": t.name, "ok": t.ok, "duration_ms": t.duration_ms})
             ))],
+            Event::ToolCallProgress(t) if self.expose_tools => vec![Sse::Comment(format!(
+                "mcp_tool_call_progress {}",
+                serde_json::json!({"id": t.id, "progress": t.progress, "total": t.total, "message": t.message})
+            ))],
             // A server-side call waiting for approval: a tool call the caller answers.
             Event::ApprovalRequired(a) => vec![self.tool_call_chunk(
                 &a.id,
@@ -344,6 +348,7 @@ impl ChunkRenderer {
             // This API cannot answer: its requests do not ask for these, so none come.
             Event::ToolCallStarted(_)
             | Event::ToolCallFinished(_)
+            | Event::ToolCallProgress(_)
             | Event::ElicitationRequired(_) => Vec::new(),
             Event::Usage(u) => {
                 self.usage = Some(Usage::from(u));
