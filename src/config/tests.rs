@@ -119,7 +119,7 @@ fn every_documented_variable_sets_its_key() {
                 | "mcp.max_tool_output"
                 | "agent.max_tool_iterations"
                 | "agent.max_sampling_tokens" => "1000",
-                "agent.expose_tool_events" | "mcp.request_server_private" => "true",
+                "agent.expose_tool_events" | "mcp.request_server_private" | "server.ui" => "true",
                 "mcp.request_servers" => "off",
                 "mcp.request_server_hosts" => "example.com, http://*.example.org:8080",
                 "mcp.tool_prefix" => "always",

@@ -3,8 +3,9 @@
 //! logic lives here, so HTTP can never do what gRPC cannot.
 //!
 //! Routes: `GET /` (welcome), `GET /healthz`, `GET /readyz`, the OpenAI-compatible API under
-//! `/v1`, and the Simplified API (`POST /chat`, `POST /chat/stream`). Every error, unknown
-//! routes included, is OpenAI's `{"error":{…}}`. Layers: request ids, CORS, body limit.
+//! `/v1`, the Simplified API (`POST /chat`, `POST /chat/stream`), `GET /v1/mcp/servers` and
+//! the web chat page at `/ui` (`ui/`, when `server.ui` is on). Every error, unknown routes
+//! included, is OpenAI's `{"error":{…}}`. Layers: request ids, CORS, body limit.
 
 pub mod error;
 pub mod extract;
@@ -12,6 +13,7 @@ pub mod guard;
 pub mod openai;
 mod simple;
 mod sse;
+pub mod ui;
 
 use axum::{
     Json, Router,
@@ -46,6 +48,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub body_read_timeout: std::time::Duration,
     pub cors_allow_origins: Vec<String>,
+    /// Serve the web chat page at `/ui` (`server.ui`).
+    pub ui: bool,
 }
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,7 +58,7 @@ const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 const DEGRADED: HeaderName = HeaderName::from_static(crate::pb::DEGRADED);
 
 /// Every route template of the router (the `route` label of the HTTP metrics).
-const ROUTES: [&str; 14] = [
+const ROUTES: [&str; 17] = [
     "/",
     "/healthz",
     "/readyz",
@@ -69,10 +73,18 @@ const ROUTES: [&str; 14] = [
     "/chat/stream",
     "/chat/elicitations/{id}",
     "/sessions/{id}",
+    "/v1/mcp/servers",
+    "/ui",
+    "/ui/{asset}",
 ];
 
 /// The gateway's router; tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
+    let page = if settings.ui {
+        ui::routes()
+    } else {
+        Router::new()
+    };
     let routes = Router::new()
         .route("/", get(welcome))
         .route("/healthz", get(healthz))
@@ -97,6 +109,8 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
             "/sessions/{id}",
             get(simple::get_session).delete(simple::delete_session),
         )
+        .route("/v1/mcp/servers", get(ui::servers::list))
+        .merge(page)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -220,6 +234,8 @@ async fn welcome() -> Json<serde_json::Value> {
             "GET /sessions/{id}": "a stored conversation",
             "DELETE /sessions/{id}": "delete a stored conversation",
             "GET /v1/models": "OpenAI-compatible model list",
+            "GET /v1/mcp/servers": "each MCP server's state and tools",
+            "GET /ui": "the built-in web chat page (when server.ui is on)",
             "POST /v1/chat/completions": "OpenAI-compatible chat completions (JSON and SSE)",
             "grpc": "mcpchat.v1.ChatService on the gRPC port (reflection enabled)"
         }
