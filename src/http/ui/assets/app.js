@@ -36,15 +36,16 @@
 
   // ------------------------------------------------------------------ Markdown, safely
 
-  const INLINE = /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)|\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([\s\S]+?)\*\*|__(?=\S)([\s\S]+?)__|\*(?=[^\s*])([^*\n]+?)\*|\b_(?=[^\s_])([^_\n]+?)_\b/g;
+  const INLINE = /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)|\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*(?=\S)([\s\S]+?)\*\*|(?<!\w)__(?=\S)([\s\S]+?)__(?!\w)|\*(?=[^\s*])([^*\n]+?)\*|(?<!\w)_(?=[^\s_])([^_\n]+?)_(?!\w)/g;
 
   /** Inline Markdown (code, links, bold, italic) as nodes; everything else is text. */
   function inline(text) {
     const out = [];
     let last = 0;
-    INLINE.lastIndex = 0;
+    // A regex of its own per call: the recursion below must not move this loop's lastIndex.
+    const re = new RegExp(INLINE.source, 'g');
     let m;
-    while ((m = INLINE.exec(text)) !== null) {
+    while ((m = re.exec(text)) !== null) {
       if (m.index > last) out.push(text.slice(last, m.index));
       if (m[2] !== undefined) {
         out.push(el('code', {}, m[2]));
@@ -60,7 +61,7 @@
       } else {
         out.push(el('em', {}, ...inline(m[7] ?? m[8])));
       }
-      last = INLINE.lastIndex;
+      last = re.lastIndex;
     }
     if (last < text.length) out.push(text.slice(last));
     return out;
@@ -799,10 +800,21 @@
       if (ev.key === 'Escape') closePanelsOnNarrow();
     });
     togglePanel($('tools'), $('toggle-tools'), !narrow());
+    // Crossing the breakpoint: panels fold away on a phone, the tools come back on a desktop.
+    window.matchMedia('(max-width: 800px)').addEventListener('change', (ev) => {
+      togglePanel($('sidebar'), $('toggle-sidebar'), false);
+      togglePanel($('tools'), $('toggle-tools'), !ev.matches);
+    });
   }
 
+  // What the Content-Security-Policy blocked (none expected: the page loads nothing else).
+  const violations = [];
+  document.addEventListener('securitypolicyviolation', (ev) => {
+    violations.push(`${ev.violatedDirective} ${ev.blockedURI}`);
+  });
+
   // For the browser tests and the curious: the renderer, callable from the console.
-  window.mcpChat = { renderMarkdown };
+  window.mcpChat = { renderMarkdown, violations };
 
   wire();
   boot();
