@@ -151,7 +151,10 @@ async fn the_page_works_in_a_real_browser() {
         Reply::text(&["Recovered after the retry"]),
         // 4: the second model.
         Reply::text(&["The second model here"]),
-        // 5: at 360 px.
+        // 5: with approvals: a call that waits for Approve, then the answer after it ran.
+        Reply::answer(Answer::text(&[]).tool_call("call_add", "add", &[r#"{"a": 2, "b": 3}"#])),
+        Reply::text(&["The sum is 5"]),
+        // 6: at 360 px.
         Reply::text(&["A narrow answer"]),
     ])
     .await;
@@ -184,7 +187,7 @@ async fn the_page_works_in_a_real_browser() {
     );
 
     let seen = fake.requests();
-    assert_eq!(seen.len(), 7, "every scripted reply was used");
+    assert_eq!(seen.len(), 9, "every scripted reply was used");
     // The tool really ran on the fixture: its result, payload and all, went to the model.
     let messages = seen[2].body["messages"].as_array().unwrap();
     let tool = messages.last().unwrap();
@@ -198,7 +201,16 @@ async fn the_page_works_in_a_real_browser() {
     assert_eq!(seen[4].body["model"], "test-model");
     // The model picker chose the upstream of the second model.
     assert_eq!(seen[5].body["model"], "upstream-two");
-    for name in ["01-needs-key", "04-tool-call", "08-desktop", "09-narrow"] {
+    // The approved call ran on the fixture, and its result went to the model.
+    let tool = seen[7].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(tool["role"], "tool", "{tool}");
+    assert!(tool["content"].as_str().unwrap().contains('5'), "{tool}");
+    for name in ["01-needs-key", "04-tool-call", "08-approval", "09-desktop", "10-narrow"] {
         assert!(shots.join(format!("{name}.png")).is_file(), "{name}.png");
     }
 }

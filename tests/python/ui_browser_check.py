@@ -217,6 +217,27 @@ try:
     check(js("return localStorage.getItem('mcp-chat.model')") == "other-model", "the pick is kept")
     shot("07-other-model")
 
+    # --- approvals: the turn goes to /v1/chat/completions and waits for Approve.
+    box = driver.find_element(By.ID, "ask-approval")
+    js("arguments[0].focus()", box)
+    box.send_keys(Keys.SPACE)
+    check(box.is_selected(), "ask before each tool call is on")
+    send("Add 2 and 3")
+    wait(lambda: by(".approval[data-approval='call_add'] button"), "an approval card")
+    card = by(".approval[data-approval='call_add']")[0]
+    check("add" in card.text and '"a": 2' in card.text, "the card shows the call and its arguments")
+    shot("08-approval")
+    approve = [b for b in card.find_elements(By.TAG_NAME, "button") if b.text == "Approve"][0]
+    check(any(b.text == "Deny" for b in card.find_elements(By.TAG_NAME, "button")), "with Deny beside Approve")
+    js("arguments[0].focus()", approve)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(lambda: "sum is 5" in text_of(".msg.assistant:last-child .text"), "the answer after the approval")
+    check(by(".msg.assistant:last-child .tool.ok"), "the approved call is shown as done")
+    check(banner() == "", "no error on the way")
+    js("arguments[0].focus()", box)
+    box.send_keys(Keys.SPACE)
+    check(not box.is_selected(), "ask before each tool call is off again")
+
     # --- the renderer on hostile and ordinary Markdown.
     rendered = js(
         """
@@ -252,7 +273,7 @@ try:
     check(js("return window.mcpChat.violations") == [], "no Content-Security-Policy violation")
 
     # --- desktop screenshot for the README.
-    shot("08-desktop")
+    shot("09-desktop")
 
     # --- a new session, then delete the old one.
     driver.find_element(By.ID, "new-session").send_keys(Keys.ENTER)
@@ -286,7 +307,7 @@ try:
     check(driver.find_element(By.ID, "prompt").is_displayed(), "the message box is shown")
     send("Hello from a phone")
     wait(lambda: "narrow" in text_of(".msg.assistant:last-child .text"), "an answer at 360 px")
-    shot("09-narrow")
+    shot("10-narrow")
     js("arguments[0].focus()", toggle)
     driver.switch_to.active_element.send_keys(Keys.ENTER)
     check(driver.find_element(By.ID, "sidebar").is_displayed(), "the sessions panel opens by keyboard")
@@ -294,7 +315,7 @@ try:
         driver.switch_to.active_element.get_attribute("id") == "new-session",
         "and takes the focus",
     )
-    shot("10-narrow-sessions")
+    shot("11-narrow-sessions")
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     check(not driver.find_element(By.ID, "sidebar").is_displayed(), "Escape folds it again")
 finally:
