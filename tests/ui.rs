@@ -45,7 +45,11 @@ async fn the_page_is_served_with_a_policy_that_forbids_other_origins() {
         ("/ui/app.css", "text/css"),
     ] {
         // The page is public (it holds no data); what it calls needs the key.
-        let r = http.get(format!("{}{path}", svc.http())).send().await.unwrap();
+        let r = http
+            .get(format!("{}{path}", svc.http()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let h = r.headers();
         assert!(
@@ -88,17 +92,28 @@ async fn the_page_is_served_with_a_policy_that_forbids_other_origins() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert!(tools.contains(&"echo") && tools.contains(&"add"), "{tools:?}");
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"add"),
+        "{tools:?}"
+    );
 }
 
 #[tokio::test]
 async fn server_ui_off_serves_no_page_but_keeps_the_apis() {
     let fake = FakeUpstream::with([]).await;
-    let svc = service::start_with(&fake.base_url, dir_with_fixture(), &[("MCP_CHAT_UI", "false")])
-        .await;
+    let svc = service::start_with(
+        &fake.base_url,
+        dir_with_fixture(),
+        &[("MCP_CHAT_UI", "false")],
+    )
+    .await;
     let http = reqwest::Client::new();
     for path in ["/ui", "/ui/app.js"] {
-        let r = http.get(format!("{}{path}", svc.http())).send().await.unwrap();
+        let r = http
+            .get(format!("{}{path}", svc.http()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }
     let r = http
@@ -120,9 +135,10 @@ fn screenshots_dir() -> PathBuf {
 #[tokio::test]
 async fn the_page_works_in_a_real_browser() {
     let deps = deps_dir();
-    let chromium = std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
-    let driver =
-        std::env::var_os("CHROMEDRIVER").map_or_else(|| "/usr/bin/chromedriver".into(), PathBuf::from);
+    let chromium =
+        std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
+    let driver = std::env::var_os("CHROMEDRIVER")
+        .map_or_else(|| "/usr/bin/chromedriver".into(), PathBuf::from);
     let (Some(python), Some(chromium), Some(driver)) = (
         external(deps.join("venv/bin/python")),
         external(chromium),
@@ -175,7 +191,10 @@ async fn the_page_works_in_a_real_browser() {
                 ("MCP_CHAT_SCREENSHOTS", shots.display().to_string()),
                 ("CHROMIUM", chromium.display().to_string()),
                 ("CHROMEDRIVER", driver.display().to_string()),
-                ("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())),
+                (
+                    "HOME",
+                    std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+                ),
             ],
         ),
     )
@@ -210,7 +229,13 @@ async fn the_page_works_in_a_real_browser() {
         .clone();
     assert_eq!(tool["role"], "tool", "{tool}");
     assert!(tool["content"].as_str().unwrap().contains('5'), "{tool}");
-    for name in ["01-needs-key", "04-tool-call", "08-approval", "09-desktop", "10-narrow"] {
+    for name in [
+        "01-needs-key",
+        "04-tool-call",
+        "08-approval",
+        "09-desktop",
+        "10-narrow",
+    ] {
         assert!(shots.join(format!("{name}.png")).is_file(), "{name}.png");
     }
 }

@@ -86,7 +86,10 @@ fn serve(asset: &Asset) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
@@ -135,7 +138,12 @@ mod tests {
     #[test]
     fn the_script_never_parses_html() {
         let script = ASSETS[0].body;
-        for needle in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"] {
+        for needle in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+        ] {
             assert!(!script.contains(needle), "app.js uses {needle}");
         }
     }
@@ -147,7 +155,10 @@ mod tests {
             response.headers()[header::CONTENT_SECURITY_POLICY],
             CONTENT_SECURITY_POLICY
         );
-        assert_eq!(response.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
         assert!(
             response.headers()[header::CONTENT_TYPE]
                 .to_str()

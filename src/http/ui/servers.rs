@@ -76,7 +76,11 @@ mod tests {
             required: false,
         };
         let out = render(pb::ListToolsResponse {
-            tools: vec![tool("echo", "fx"), tool("add", "fx"), tool("orphan", "gone")],
+            tools: vec![
+                tool("echo", "fx"),
+                tool("add", "fx"),
+                tool("orphan", "gone"),
+            ],
             servers: vec![
                 server("fx", "ready", None),
                 server("broken", "failed", Some("exited")),
