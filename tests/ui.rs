@@ -124,6 +124,47 @@ async fn server_ui_off_serves_no_page_but_keeps_the_apis() {
     assert_eq!(r.status(), 200);
 }
 
+/// A TCP proxy in front of `target` (the browser's way to the service) whose connections
+/// can be cut, all at once: any request to the control port cuts them (a dropped
+/// connection, as a flaky network makes it). Its port and the control URL.
+async fn cutting_proxy(target: u16) -> (u16, String) {
+    use tokio::{io::AsyncWriteExt, net::TcpListener, sync::broadcast};
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = front.local_addr().unwrap().port();
+    let control_url = format!("http://{}/cut", control.local_addr().unwrap());
+    let (cut, _) = broadcast::channel::<()>(4);
+    let cuts = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = front.accept().await {
+            let mut stop = cuts.subscribe();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = stop.recv() => {}
+                }
+            });
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut asker, _)) = control.accept().await {
+            let _ = cut.send(());
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut asker, &mut buf).await;
+            let _ = asker
+                .write_all(
+                    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    (port, control_url)
+}
+
 /// Where the screenshots go: `$MCP_CHAT_UI_SCREENSHOTS`, else `target/ui-screenshots/`.
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("MCP_CHAT_UI_SCREENSHOTS").map_or_else(
@@ -170,7 +211,10 @@ async fn the_page_works_in_a_real_browser() {
         // 5: with approvals: a call that waits for Approve, then the answer after it ran.
         Reply::answer(Answer::text(&[]).tool_call("call_add", "add", &[r#"{"a": 2, "b": 3}"#])),
         Reply::text(&["The sum is 5"]),
-        // 6: at 360 px.
+        // 6: an answer the browser stops reading (it goes offline), then the retry.
+        Reply::text(&["Half", " an", " answer", " that", " never", " ends"]).delay(step * 2),
+        Reply::text(&["Whole again"]),
+        // 7: at 360 px.
         Reply::text(&["A narrow answer"]),
     ])
     .await;
@@ -178,6 +222,7 @@ async fn the_page_works_in_a_real_browser() {
     std::fs::write(dir.path().join("mcp-chat.toml"), two_models(&fake.base_url)).unwrap();
     let svc = Service::start_in(dir, &[("API_KEYS", "ui-key")], &[]).await;
 
+    let (proxy_port, cut_url) = cutting_proxy(svc.http_port).await;
     let shots = screenshots_dir();
     println!("screenshots: {}", shots.display());
     let run = tokio::time::timeout(
@@ -186,7 +231,8 @@ async fn the_page_works_in_a_real_browser() {
             &python,
             "ui_browser_check.py",
             &[
-                ("MCP_CHAT_URL", svc.http()),
+                ("MCP_CHAT_URL", format!("http://127.0.0.1:{proxy_port}")),
+                ("MCP_CHAT_CUT_URL", cut_url),
                 ("MCP_CHAT_KEY", "ui-key".into()),
                 ("MCP_CHAT_SCREENSHOTS", shots.display().to_string()),
                 ("CHROMIUM", chromium.display().to_string()),
@@ -206,7 +252,7 @@ async fn the_page_works_in_a_real_browser() {
     );
 
     let seen = fake.requests();
-    assert_eq!(seen.len(), 9, "every scripted reply was used");
+    assert_eq!(seen.len(), 11, "every scripted reply was used");
     // The tool really ran on the fixture: its result, payload and all, went to the model.
     let messages = seen[2].body["messages"].as_array().unwrap();
     let tool = messages.last().unwrap();
@@ -233,8 +279,9 @@ async fn the_page_works_in_a_real_browser() {
         "01-needs-key",
         "04-tool-call",
         "08-approval",
-        "09-desktop",
-        "10-narrow",
+        "09-dropped",
+        "10-desktop",
+        "11-narrow",
     ] {
         assert!(shots.join(format!("{name}.png")).is_file(), "{name}.png");
     }

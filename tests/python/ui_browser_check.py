@@ -1,16 +1,19 @@
 """The web page at /ui in headless Chromium (selenium + the system chromium/chromedriver),
 against the real service with a scripted upstream and the fixture MCP server.
 
-Env: MCP_CHAT_URL, MCP_CHAT_KEY, MCP_CHAT_SCREENSHOTS (a folder), CHROMIUM, CHROMEDRIVER.
+Env: MCP_CHAT_URL (a proxy in front of the service), MCP_CHAT_CUT_URL (cuts the proxy's
+connections), MCP_CHAT_KEY, MCP_CHAT_SCREENSHOTS (a folder), CHROMIUM, CHROMEDRIVER.
 The upstream's script (tests/ui.rs) answers, in order: a streamed hello; an `echo` tool call
 whose text is a script-injection payload, then an answer repeating it; an upstream error,
-then the retried answer; the answer of the second model. Prints "all checks passed".
+then the retried answer; the answer of the second model; a call waiting for approval and the
+answer after it; an answer cut by a dropped connection, then the retried one; one at 360 px. Prints "all checks passed".
 """
 
 import json
 import os
 import sys
 import time
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -238,6 +241,21 @@ try:
     box.send_keys(Keys.SPACE)
     check(not box.is_selected(), "ask before each tool call is off again")
 
+    # --- a dropped connection mid-answer (the proxy in front cuts it), then Retry.
+    send("This connection drops")
+    wait(lambda: "Half" in text_of(".msg.assistant:last-child .text"), "the start of the answer")
+    urllib.request.urlopen(os.environ["MCP_CHAT_CUT_URL"], timeout=10).close()
+    wait(lambda: "Connection problem" in banner(), "a dropped-connection banner")
+    say(f"dropped banner: {banner()}")
+    check("(incomplete)" in text_of(".msg.assistant:last-child"), "the cut answer is marked")
+    shot("09-dropped")
+    retry = driver.find_element(By.ID, "banner-retry")
+    check(retry.is_displayed(), "with a Retry button")
+    js("arguments[0].focus()", retry)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(lambda: "Whole again" in text_of(".msg.assistant:last-child .text"), "the retried answer")
+    check(banner() == "", "the banner is gone after the retry")
+
     # --- the renderer on hostile and ordinary Markdown.
     rendered = js(
         """
@@ -273,7 +291,7 @@ try:
     check(js("return window.mcpChat.violations") == [], "no Content-Security-Policy violation")
 
     # --- desktop screenshot for the README.
-    shot("09-desktop")
+    shot("10-desktop")
 
     # --- a new session, then delete the old one.
     driver.find_element(By.ID, "new-session").send_keys(Keys.ENTER)
@@ -307,7 +325,7 @@ try:
     check(driver.find_element(By.ID, "prompt").is_displayed(), "the message box is shown")
     send("Hello from a phone")
     wait(lambda: "narrow" in text_of(".msg.assistant:last-child .text"), "an answer at 360 px")
-    shot("10-narrow")
+    shot("11-narrow")
     js("arguments[0].focus()", toggle)
     driver.switch_to.active_element.send_keys(Keys.ENTER)
     check(driver.find_element(By.ID, "sidebar").is_displayed(), "the sessions panel opens by keyboard")
@@ -315,7 +333,7 @@ try:
         driver.switch_to.active_element.get_attribute("id") == "new-session",
         "and takes the focus",
     )
-    shot("11-narrow-sessions")
+    shot("12-narrow-sessions")
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     check(not driver.find_element(By.ID, "sidebar").is_displayed(), "Escape folds it again")
 finally:
