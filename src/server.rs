@@ -159,6 +159,7 @@ pub async fn run(
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: config.server.body_read_timeout,
         cors_allow_origins: config.server.cors_allow_origins.clone(),
+        ui: config.server.ui,
     };
     let state = HttpState {
         api: api.clone(),

@@ -166,6 +166,10 @@ fn configmap_files_load_through_the_real_loader() {
     let config = base_config();
     assert_eq!(config.server.port, defaults.server.port);
     assert_eq!(config.server.grpc_port, defaults.server.grpc_port);
+    assert!(
+        defaults.server.ui && !config.server.ui,
+        "no web page in a cluster"
+    );
     for overlay in ["single", "ha"] {
         let config = load(
             &k8s("base/mcp-chat.toml"),

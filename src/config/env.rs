@@ -28,6 +28,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("MCP_CHAT_MAX_IN_FLIGHT", "server.max_in_flight"),
     var("MCP_CHAT_HEADER_READ_TIMEOUT", "server.header_read_timeout"),
     var("MCP_CHAT_BODY_READ_TIMEOUT", "server.body_read_timeout"),
+    var("MCP_CHAT_UI", "server.ui"),
     var("OPENAI_BASE_URL", "upstream.base_url"),
     var("OPENAI_API_KEY", "upstream.api_key"),
     var("DEFAULT_MODEL", "upstream.default_model"),

@@ -76,6 +76,8 @@ pub struct ServerConfig {
     /// would otherwise hold an in-flight slot for as long as the client likes).
     #[serde(with = "duration")]
     pub body_read_timeout: Duration,
+    /// Serve the built-in web chat page at `/ui` (off in the Kubernetes overlay).
+    pub ui: bool,
 }
 
 /// `server.body_read_timeout` when not configured.
@@ -94,6 +96,7 @@ impl Default for ServerConfig {
             max_in_flight: 512,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            ui: true,
         }
     }
 }

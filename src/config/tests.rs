@@ -36,6 +36,7 @@ fn defaults_match_the_seed() {
         assert_eq!(c.server.shutdown_grace, std::time::Duration::from_secs(25));
         assert_eq!(c.sessions.store, "sqlite://./data/mcp-chat.db");
         assert_eq!(c.effective_models()[0].id, "gpt-3.5-turbo");
+        assert!(c.server.ui, "the web page is on by default");
         Ok(())
     });
 }
@@ -122,7 +123,8 @@ fn every_documented_variable_sets_its_key() {
                 "agent.expose_tool_events"
                 | "mcp.request_server_private"
                 | "mcp.serve"
-                | "mcp.serve_chat_tool" => "true",
+                | "mcp.serve_chat_tool"
+                | "server.ui" => "true",
                 "mcp.serve_allowed_hosts" => "localhost, mcp.example.com:8080",
                 "mcp.request_servers" => "off",
                 "mcp.request_server_hosts" => "example.com, http://*.example.org:8080",
@@ -329,6 +331,20 @@ fn the_readme_documents_every_variable_and_key() {
             var.key
         );
     }
+}
+
+#[test]
+fn the_web_page_is_turned_off_by_file_or_environment() {
+    Jail::expect_with(|jail| {
+        let off = load_in(jail, &Overrides::default(), &[("MCP_CHAT_UI", "false")]).unwrap();
+        assert!(!off.server.ui);
+        jail.create_file("mcp-chat.toml", "[server]\nui = false\n")?;
+        let off = load_in(jail, &Overrides::default(), &[]).unwrap();
+        assert!(!off.server.ui);
+        let on = load_in(jail, &Overrides::default(), &[("MCP_CHAT_UI", "true")]).unwrap();
+        assert!(on.server.ui, "the environment wins over the file");
+        Ok(())
+    });
 }
 
 #[test]

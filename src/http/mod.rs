@@ -3,8 +3,9 @@
 //! logic lives here, so HTTP can never do what gRPC cannot.
 //!
 //! Routes: `GET /` (welcome), `GET /healthz`, `GET /readyz`, the OpenAI-compatible API under
-//! `/v1`, and the Simplified API (`POST /chat`, `POST /chat/stream`). Every error, unknown
-//! routes included, is OpenAI's `{"error":{…}}`. Layers: request ids, CORS, body limit.
+//! `/v1`, the Simplified API (`POST /chat`, `POST /chat/stream`), `GET /v1/mcp/servers` and
+//! the web chat page at `/ui` (`ui/`, when `server.ui` is on). Every error, unknown routes
+//! included, is OpenAI's `{"error":{…}}`. Layers: request ids, CORS, body limit.
 
 pub mod error;
 pub mod extract;
@@ -12,6 +13,7 @@ pub mod guard;
 pub mod openai;
 mod simple;
 mod sse;
+pub mod ui;
 
 use axum::{
     Json, Router,
@@ -46,6 +48,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub body_read_timeout: std::time::Duration,
     pub cors_allow_origins: Vec<String>,
+    /// Serve the web chat page at `/ui` (`server.ui`).
+    pub ui: bool,
 }
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -59,7 +63,7 @@ const DEGRADED: HeaderName = HeaderName::from_static(crate::pb::DEGRADED);
 
 /// Every route template of the router (the `route` label of the HTTP metrics); `/mcp` is
 /// mounted from outside ([`router_with`]).
-const ROUTES: [&str; 15] = [
+const ROUTES: [&str; 18] = [
     "/mcp",
     "/",
     "/healthz",
@@ -75,6 +79,9 @@ const ROUTES: [&str; 15] = [
     "/chat/stream",
     "/chat/elicitations/{id}",
     "/sessions/{id}",
+    "/v1/mcp/servers",
+    "/ui",
+    "/ui/{asset}",
 ];
 
 /// The gateway's router; tests drive it with `tower::ServiceExt::oneshot`.
@@ -86,6 +93,11 @@ pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
 /// `/mcp`, built by `server.rs`), behind the same layers: request ids, CORS, tracing,
 /// metrics (and the in-flight limit `server.rs` wraps around it all).
 pub fn router_with(state: HttpState, settings: &HttpSettings, mounted: Option<Router>) -> Router {
+    let page = if settings.ui {
+        ui::routes()
+    } else {
+        Router::new()
+    };
     let routes = Router::new()
         .route("/", get(welcome))
         .route("/healthz", get(healthz))
@@ -110,6 +122,8 @@ pub fn router_with(state: HttpState, settings: &HttpSettings, mounted: Option<Ro
             "/sessions/{id}",
             get(simple::get_session).delete(simple::delete_session),
         )
+        .route("/v1/mcp/servers", get(ui::servers::list))
+        .merge(page)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -243,6 +257,8 @@ async fn welcome() -> Json<serde_json::Value> {
             "DELETE /sessions/{id}": "delete a stored conversation",
             "POST/GET/DELETE /mcp": "mcp-chat as an MCP server (streamable HTTP): the tools, resources and prompts of its MCP servers",
             "GET /v1/models": "OpenAI-compatible model list",
+            "GET /v1/mcp/servers": "each MCP server's state and tools",
+            "GET /ui": "the built-in web chat page (when server.ui is on)",
             "POST /v1/chat/completions": "OpenAI-compatible chat completions (JSON and SSE)",
             "POST /v1/responses": "OpenAI Responses API with MCP items (JSON and typed SSE events)",
             "GET /v1/responses/{id}": "a stored response (DELETE deletes it; /input_items lists its input)",
