@@ -52,7 +52,9 @@ fn main() {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .unwrap_or_else(|e| fail(&format!("bind {listen}: {e}")));
-        let addr = listener.local_addr().unwrap_or_else(|e| fail(&format!("{e}")));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| fail(&format!("{e}")));
         println!("http://{addr}/v1");
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
