@@ -197,21 +197,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         let degraded = self.settle(deadline.map(|(at, _)| at)).await;
         let cancel = CancellationToken::new();
         let run = self.inner.agent.chat(request, cancel.clone());
-        tokio::pin!(run);
-        // Dropped by the caller (client gone, tonic's own timer): cancel the work.
-        let _guard = cancel.clone().drop_guard();
-        let response = match deadline {
-            None => run.await?,
-            Some((at, margin)) => tokio::select! {
-                result = &mut run => result?,
-                () = tokio::time::sleep_until(at.into()) => {
-                    // Cancel first and let the turn tell its tools, within the margin.
-                    cancel.cancel();
-                    let _ = tokio::time::timeout(margin, &mut run).await;
-                    return Err(CoreError::DeadlineExceeded.into());
-                }
-            },
-        };
+        let response = by_deadline(run, cancel, deadline).await?;
         let mut response = convert::response_to_pb(response);
         unscope(&mut response.session_id, owner.as_deref());
         let mut response = Response::new(response);
@@ -325,22 +311,8 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<pb::CreateResponseRequest>,
     ) -> Result<Response<pb::ResponseObject>, Status> {
         let (stream, cancel, deadline, degraded) = self.start_response(request).await?;
-        let _guard = cancel.clone().drop_guard();
         let collect = crate::agent::responses::collect(stream);
-        let object = match deadline {
-            None => collect.await?,
-            Some((at, margin)) => {
-                tokio::pin!(collect);
-                tokio::select! {
-                    result = &mut collect => result?,
-                    () = tokio::time::sleep_until(at.into()) => {
-                        cancel.cancel();
-                        let _ = tokio::time::timeout(margin, &mut collect).await;
-                        return Err(CoreError::DeadlineExceeded.into());
-                    }
-                }
-            }
-        };
+        let object = by_deadline(collect, cancel, deadline).await?;
         let mut response = Response::new(convert::response_object_to_pb(object));
         mark_degraded(response.metadata_mut(), &degraded);
         Ok(response)
@@ -417,6 +389,29 @@ impl pb::chat_service_server::ChatService for ChatApi {
                 other => other,
             })?;
         Ok(Response::new(pb::DeleteSessionResponse {}))
+    }
+}
+
+/// Runs a whole-answer call's work to its end or to the caller's deadline (then
+/// DEADLINE_EXCEEDED, after cancelling the work and letting it tell its tools within the
+/// margin). Dropped by the caller (client gone, tonic's own timer), it cancels the work.
+async fn by_deadline<T>(
+    work: impl std::future::Future<Output = Result<T, CoreError>>,
+    cancel: CancellationToken,
+    deadline: Option<(Instant, Duration)>,
+) -> Result<T, CoreError> {
+    let _guard = cancel.clone().drop_guard();
+    tokio::pin!(work);
+    match deadline {
+        None => work.await,
+        Some((at, margin)) => tokio::select! {
+            result = &mut work => result,
+            () = tokio::time::sleep_until(at.into()) => {
+                cancel.cancel();
+                let _ = tokio::time::timeout(margin, &mut work).await;
+                Err(CoreError::DeadlineExceeded)
+            }
+        },
     }
 }
 

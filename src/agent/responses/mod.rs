@@ -385,21 +385,19 @@ impl Agent {
                     if let Some(finished) = finished
                         && finished.store
                     {
-                        {
-                            let stored = record::Stored {
-                                object: finished.object,
-                                input: request.input.clone(),
-                                session: finished
-                                    .session
-                                    .or_else(|| session.as_ref().map(|s| s.as_str().to_string()))
-                                    .unwrap_or_default(),
-                                len: finished.session_len.unwrap_or(fallback_len),
-                                key: key.clone(),
-                                listed: finished.listed,
-                            };
-                            if let Err(e) = record::save(store.as_ref(), &stored, ttl).await {
-                                tracing::warn!(response = %stored.object.id, "storing the response failed: {e}");
-                            }
+                        let stored = record::Stored {
+                            object: finished.object,
+                            input: request.input.clone(),
+                            session: finished
+                                .session
+                                .or_else(|| session.as_ref().map(|s| s.as_str().to_string()))
+                                .unwrap_or_default(),
+                            len: finished.session_len.unwrap_or(fallback_len),
+                            key: key.clone(),
+                            listed: finished.listed,
+                        };
+                        if let Err(e) = record::save(store.as_ref(), &stored, ttl).await {
+                            tracing::warn!(response = %stored.object.id, "storing the response failed: {e}");
                         }
                     }
                     for event in out {
