@@ -46,6 +46,8 @@ enum Command {
     Tools(cli::tools::ToolsArgs),
     /// Chat with a running service from the terminal (interactive, or one-shot with -m).
     Chat(cli::chat::ChatArgs),
+    /// OAuth to remote MCP servers: `auth login SERVER`, `auth status`, `auth logout SERVER`.
+    Auth(cli::auth::AuthArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -105,6 +107,16 @@ fn main() -> ExitCode {
         Some(Command::Serve(listen)) => serve(ServeArgs { config, listen }),
         Some(Command::Tools(args)) => tools(config, args),
         Some(Command::Chat(args)) => chat(args),
+        Some(Command::Auth(args)) => match load(&ServeArgs {
+            config,
+            ..ServeArgs::default()
+        }) {
+            Ok(config) => {
+                init_cli_logging();
+                cli::auth::run(&args, &config)
+            }
+            Err(code) => code,
+        },
         None => serve(ServeArgs {
             config,
             listen: cli.listen,
@@ -131,22 +143,39 @@ fn check_config(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn tools(config: ConfigArgs, args: cli::tools::ToolsArgs) -> ExitCode {
+/// Warnings on stderr for the command-line clients (`RUST_LOG` overrides).
+fn init_cli_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+fn tools(config: ConfigArgs, args: cli::tools::ToolsArgs) -> ExitCode {
+    init_cli_logging();
     if let Some(url) = &args.url {
-        let servers = cli::tools::url_servers(url, &args.transport);
-        return cli::tools::run(&args, &config::McpConfig::default(), &servers);
+        let auth = match args.oauth.config() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("mcp-chat: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let servers = cli::tools::url_servers(url, &args.transport, Some(auth));
+        // A one-off server: its tokens live as long as this command.
+        return cli::tools::run(&args, &config::McpConfig::default(), &servers, async || {
+            Ok(Arc::new(mcp_chat::mcp::oauth::TokenVault::in_memory()))
+        });
     }
     match load(&ServeArgs {
         config,
         ..ServeArgs::default()
     }) {
-        Ok(config) => cli::tools::run(&args, &config.mcp, &config.servers),
+        Ok(config) => cli::tools::run(&args, &config.mcp, &config.servers, async || {
+            cli::auth::vault(&config).await
+        }),
         Err(code) => code,
     }
 }

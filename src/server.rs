@@ -63,6 +63,8 @@ pub enum ServerError {
     Sessions(#[from] crate::sessions::SessionError),
     #[error("{0}")]
     RequestServers(#[from] crate::mcp::request_servers::RequestServerError),
+    #[error("{0}")]
+    OAuth(#[from] crate::mcp::oauth::OAuthError),
 }
 
 /// Serves until `shutdown` is cancelled, then drains and returns.
@@ -101,7 +103,17 @@ pub async fn run(
             detail: format!("{scheme} store"),
         },
     );
-    let hub = McpHub::start(&config.mcp, &config.servers);
+    // OAuth tokens live beside the sessions, sealed with MCP_CHAT_TOKEN_KEY (validated).
+    let vault = Arc::new(crate::mcp::oauth::TokenVault::from_config(
+        sessions.clone(),
+        config.mcp.token_key.expose(),
+    )?);
+    if !vault.is_persistent() && config.servers.servers.iter().any(|s| s.auth.is_some()) {
+        tracing::warn!(
+            "MCP_CHAT_TOKEN_KEY is not set: OAuth tokens are kept in memory only (lost on restart, not shared by replicas, and `mcp-chat auth login` cannot hand them over)"
+        );
+    }
+    let hub = McpHub::start_with_vault(&config.mcp, &config.servers, vault);
     let agent = Agent::new(AgentParts {
         llm,
         hub: hub.clone(),
@@ -276,7 +288,12 @@ async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool
 fn report_servers(readiness: &Readiness, hub: &dyn ToolHub) {
     let metrics = crate::telemetry::metrics::metrics();
     for s in hub.servers() {
-        metrics.set_server(&s.name, s.state == "ready", s.restarts);
+        metrics.set_server(
+            &s.name,
+            s.state == "ready",
+            s.state == "needs_auth",
+            s.restarts,
+        );
         let detail = match &s.error {
             Some(e) => format!(
                 "{} ({}, {} restarts): {e}",

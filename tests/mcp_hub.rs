@@ -725,6 +725,89 @@ async fn the_conformance_suites_client_scenarios_pass_through_mcp_chat_tools() {
     }
 }
 
+/// The conformance suite's `auth/*` client scenarios that pass through `mcp-chat tools
+/// --url`: the server answers 401, mcp-chat discovers, registers and authorizes in the
+/// "browser" (`$BROWSER`: a script that follows the authorization URL to mcp-chat's loopback
+/// redirect listener, as a browser would), exchanges the code and lists the tools with the
+/// token. The README lists every scenario with its result.
+#[tokio::test]
+async fn the_conformance_suites_auth_scenarios_pass_through_mcp_chat_tools() {
+    let node_dir = deps().join("node/node_modules");
+    let (Some(node), Some(suite)) = (
+        need(
+            node_dir.join("node/bin/node"),
+            "node 22 (npm package node@22)",
+        ),
+        need(
+            node_dir.join("@modelcontextprotocol/conformance/dist/index.js"),
+            "@modelcontextprotocol/conformance",
+        ),
+    ) else {
+        return;
+    };
+    let Some(python) = need(deps().join("venv/bin/python"), "the test venv's python") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let browser = dir.path().join("browser");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nexec {} -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \"$1\"\n",
+            python.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_mcp-chat");
+    let cimd = "--client-metadata-url https://conformance-test.local/client-metadata.json";
+    let mut failed = Vec::new();
+    for (scenario, flags) in [
+        ("auth/metadata-default", ""),
+        ("auth/metadata-var1", ""),
+        ("auth/metadata-var2", ""),
+        ("auth/metadata-var3", ""),
+        ("auth/basic-cimd", cimd),
+        ("auth/scope-from-www-authenticate", ""),
+        ("auth/scope-from-scopes-supported", ""),
+        ("auth/scope-omitted-when-undefined", ""),
+        ("auth/token-endpoint-auth-basic", ""),
+        ("auth/token-endpoint-auth-post", ""),
+        ("auth/token-endpoint-auth-none", ""),
+        ("auth/2025-03-26-oauth-endpoint-fallback", ""),
+        ("auth/resource-mismatch", ""),
+        ("auth/offline-access-scope", cimd),
+        ("auth/offline-access-not-supported", ""),
+    ] {
+        let out = tokio::process::Command::new(&node)
+            .arg(&suite)
+            .args([
+                "client",
+                "--command",
+                &format!("{bin} tools --json {flags} --url"),
+            ])
+            .args(["--scenario", scenario, "--timeout", "60000"])
+            .env("NO_COLOR", "1")
+            .env("BROWSER", &browser)
+            .output()
+            .await
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !(out.status.success()
+            && report.contains(", 0 failed, 0 warnings")
+            && report.contains("OVERALL: PASSED"))
+        {
+            failed.push(format!("{scenario}:\n{report}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
 /// Answers every HTTP request on a free port with a 307 to `location`; returns the port.
 async fn redirector(location: String) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

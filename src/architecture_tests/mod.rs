@@ -56,7 +56,7 @@ const RULES: &[Rule] = &[
     Rule { layer: "grpc", no_crates: ANY, may_import_only: &[], may_import: &["agent", "model", "error", "pb", "auth", "llm", "mcp", "sessions", "config", "telemetry"] },
     Rule { layer: "agent", no_crates: CORE, may_import_only: &[], may_import: &["llm", "mcp", "sessions", "model", "error", "config", "telemetry"] },
     Rule { layer: "llm", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
-    Rule { layer: "mcp", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
+    Rule { layer: "mcp", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry", "sessions"] },
     Rule { layer: "mcp_serve", no_crates: ANY, may_import_only: &[("grpc", "ChatApi")], may_import: &["mcp", "auth", "config", "telemetry", "inflight", "pb"] },
     Rule { layer: "sessions", no_crates: CORE, may_import_only: &[], may_import: &["model", "config", "telemetry"] },
     Rule { layer: "model", no_crates: CORE, may_import_only: &[], may_import: &[] },

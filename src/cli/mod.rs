@@ -1,7 +1,9 @@
 //! Command-line clients of the library that are not the service itself:
-//! `tools` (list the MCP servers and their tools, or call one tool) and `chat` (a terminal
-//! chat against a running service).
+//! `tools` (list the MCP servers and their tools, or call one tool), `chat` (a terminal
+//! chat against a running service) and `auth` (OAuth logins to remote MCP servers).
 
+pub mod auth;
 pub mod chat;
 pub mod elicit;
+pub mod login;
 pub mod tools;

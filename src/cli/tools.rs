@@ -1,15 +1,20 @@
 //! `mcp-chat tools`: starts the MCP hub, lists every server (state, transport, error) and
 //! its tools as a table or JSON, or calls one tool (`mcp-chat tools call SERVER TOOL ARGS`).
-//! `--url` points either command at one remote server without a config file. Exit code 1
+//! `--url` points either command at one remote server without a config file; when that
+//! server asks for OAuth authorization, it is authorized in the browser on the spot (and
+//! again for a step-up, when a call needs a scope the token lacks). Exit code 1
 //! when an enabled server is not ready (or the call failed). A server's requests for input
 //! during a call are answered at the terminal or with the defaults (`elicit.rs`).
 
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
+use super::login;
 use clap::{Args, Subcommand};
 use mcp_chat::{
-    config::{McpConfig, McpServerConfig, McpTransportConfig, ServersConfig},
-    mcp::{McpHub, ToolHub},
+    config::{
+        McpConfig, McpServerConfig, McpTransportConfig, OAuthConfig, OAuthGrant, ServersConfig,
+    },
+    mcp::{McpHub, ToolHub, oauth::TokenVault},
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +34,10 @@ pub struct ToolsArgs {
     /// defaults instead of asking at the terminal.
     #[arg(long, global = true)]
     pub accept_defaults: bool,
+    /// OAuth for `--url`: a server that asks for authorization is authorized in the
+    /// browser (`$BROWSER`), with these client settings.
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
     #[command(subcommand)]
     pub action: Option<ToolsAction>,
 }
@@ -47,14 +56,73 @@ pub enum ToolsAction {
     },
 }
 
+/// The OAuth client of `--url` (a configured server has its own in servers_config.json).
+#[derive(Args, Clone, Default)]
+pub struct OAuthArgs {
+    /// A pre-registered OAuth client id.
+    #[arg(long, global = true)]
+    pub client_id: Option<String>,
+    /// The variable holding the pre-registered client's secret.
+    #[arg(long, value_name = "VAR", global = true)]
+    pub client_secret_env: Option<String>,
+    /// Scopes to ask for (repeatable); default: what the server's challenge and metadata say.
+    #[arg(long = "scope", value_name = "SCOPE", global = true)]
+    pub scopes: Vec<String>,
+    /// This client's metadata document (an https URL), used as its client id where the
+    /// authorization server supports it.
+    #[arg(long, value_name = "URL", global = true)]
+    pub client_metadata_url: Option<String>,
+    /// `authorization_code` (a person signs in) or `client_credentials` (machine to machine).
+    #[arg(long, default_value = "authorization_code", value_parser = ["authorization_code", "client_credentials"], global = true)]
+    pub grant: String,
+}
+
+impl OAuthArgs {
+    /// The `auth` of the `--url` server; the secret's variable must be set.
+    pub fn config(&self) -> Result<OAuthConfig, String> {
+        let client_secret = match &self.client_secret_env {
+            None => None,
+            Some(var) => Some(
+                std::env::var(var)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| format!("--client-secret-env names {var}, which is not set"))?,
+            ),
+        };
+        let grant = if self.grant == "client_credentials" {
+            OAuthGrant::ClientCredentials
+        } else {
+            OAuthGrant::AuthorizationCode
+        };
+        if grant == OAuthGrant::ClientCredentials
+            && (self.client_id.is_none() || client_secret.is_none())
+        {
+            return Err(
+                "--grant client_credentials needs --client-id and --client-secret-env".into(),
+            );
+        }
+        Ok(OAuthConfig {
+            grant,
+            client_id: self.client_id.clone(),
+            client_secret,
+            client_secret_env: self.client_secret_env.clone(),
+            scopes: self.scopes.clone(),
+            client_metadata_url: self.client_metadata_url.clone(),
+            redirect_port: 0,
+        })
+    }
+}
+
 /// The server set of `--url URL`.
-pub fn url_servers(url: &str, transport: &str) -> ServersConfig {
+pub fn url_servers(url: &str, transport: &str, auth: Option<OAuthConfig>) -> ServersConfig {
     let (url, headers) = (url.to_string(), Default::default());
     let transport = match transport {
         "streamable_http" => McpTransportConfig::StreamableHttp { url, headers },
         "sse" => McpTransportConfig::Sse { url, headers },
         _ => McpTransportConfig::Http { url, headers },
     };
+    // Legacy SSE predates OAuth in MCP.
+    let auth = auth.filter(|_| !matches!(transport, McpTransportConfig::Sse { .. }));
     ServersConfig {
         path: None,
         servers: vec![McpServerConfig {
@@ -66,12 +134,18 @@ pub fn url_servers(url: &str, transport: &str) -> ServersConfig {
             disabled_tools: Vec::new(),
             required: true,
             sampling: false,
+            auth,
         }],
     }
 }
 
-/// Runs the command on a fresh runtime.
-pub fn run(args: &ToolsArgs, mcp: &McpConfig, servers: &ServersConfig) -> ExitCode {
+/// Runs the command on a fresh runtime, with the OAuth tokens of `vault` (built in it).
+pub fn run(
+    args: &ToolsArgs,
+    mcp: &McpConfig,
+    servers: &ServersConfig,
+    vault: impl AsyncFnOnce() -> Result<Arc<TokenVault>, String>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -80,9 +154,31 @@ pub fn run(args: &ToolsArgs, mcp: &McpConfig, servers: &ServersConfig) -> ExitCo
         }
     };
     runtime.block_on(async {
-        let hub = McpHub::start(mcp, servers);
+        let vault = match vault().await {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("mcp-chat: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let hub = McpHub::start_with_vault(mcp, servers, vault);
         hub.wait_first_attempts(mcp.startup_timeout + Duration::from_secs(5))
             .await;
+        // `--url`: a server that asks for authorization is authorized here and now.
+        if args.url.is_some() {
+            for server in &servers.servers {
+                if let Some(auth) = &server.auth
+                    && hub
+                        .servers()
+                        .iter()
+                        .any(|s| s.name == server.name && s.state == "needs_auth")
+                    && !authorize(&hub, server, auth, None, mcp.startup_timeout).await
+                {
+                    hub.shutdown().await;
+                    return ExitCode::from(1);
+                }
+            }
+        }
         let code = match &args.action {
             None => list(&hub, args.json),
             Some(ToolsAction::Call {
@@ -93,12 +189,98 @@ pub fn run(args: &ToolsArgs, mcp: &McpConfig, servers: &ServersConfig) -> ExitCo
                 let caller = Arc::new(super::elicit::TerminalCaller {
                     accept_defaults: args.accept_defaults,
                 });
-                call(&hub, server, tool, arguments, args.json, caller).await
+                let mut code = call(&hub, server, tool, arguments, args.json, caller.clone()).await;
+                // A step-up: the call needs a scope the token lacks; authorize it, once.
+                let step_up = hub
+                    .take_challenge(server)
+                    .filter(|c| mcp_chat::mcp::oauth::insufficient_scope(c).is_some());
+                let config = servers.servers.iter().find(|s| &s.name == server);
+                if let (Some(challenge), Some(config), true) = (step_up, config, args.url.is_some())
+                    && let Some(auth) = &config.auth
+                    && authorize(&hub, config, auth, Some(challenge), mcp.startup_timeout).await
+                {
+                    code = call(&hub, server, tool, arguments, args.json, caller).await;
+                }
+                code
             }
         };
         hub.shutdown().await;
         code
     })
+}
+
+/// Runs the authorization-code flow for `server` (or a client-credentials exchange) and
+/// waits for it to come up; `false` (said why) when it does not.
+async fn authorize(
+    hub: &Arc<McpHub>,
+    server: &McpServerConfig,
+    auth: &OAuthConfig,
+    challenge: Option<String>,
+    wait: Duration,
+) -> bool {
+    let Some(url) = server_url(server) else {
+        return false;
+    };
+    if auth.grant == OAuthGrant::AuthorizationCode {
+        let say = |line: &str| eprintln!("{line}");
+        match login::login(
+            hub.vault(),
+            hub.http(),
+            &server.name,
+            url,
+            auth,
+            login::How {
+                challenge,
+                browser: true,
+            },
+            &say,
+        )
+        .await
+        {
+            Ok(outcome) => eprintln!(
+                "mcp-chat: authorized {} as client {} ({}), scopes: {}",
+                server.name,
+                outcome.client_id,
+                outcome.registration,
+                if outcome.scopes.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    outcome.scopes.join(" ")
+                }
+            ),
+            Err(e) => {
+                eprintln!("mcp-chat: authorizing {} failed: {e}", server.name);
+                return false;
+            }
+        }
+    }
+    hub.retry_auth(&server.name);
+    let ready = hub.wait_ready(&server.name, wait).await;
+    if !ready {
+        let state = hub.servers().into_iter().find(|s| s.name == server.name);
+        eprintln!(
+            "mcp-chat: server {:?} did not come up after authorizing: {}",
+            server.name,
+            state
+                .map(|s| format!(
+                    "{}{}",
+                    s.state,
+                    s.error.map(|e| format!(": {e}")).unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+    }
+    ready
+}
+
+/// The URL of a remote server.
+pub fn server_url(server: &McpServerConfig) -> Option<&str> {
+    match &server.transport {
+        McpTransportConfig::StreamableHttp { url, .. }
+        | McpTransportConfig::Sse { url, .. }
+        | McpTransportConfig::Http { url, .. } => Some(url),
+        McpTransportConfig::Stdio { .. } => None,
+    }
 }
 
 fn emit(text: &str) {

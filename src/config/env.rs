@@ -66,6 +66,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         "MCP_CHAT_MCP_SERVE_ALLOWED_HOSTS",
         "mcp.serve_allowed_hosts",
     ),
+    var("MCP_CHAT_TOKEN_KEY", "mcp.token_key"),
     var("MCP_CHAT_SYSTEM_PROMPT", "agent.system_prompt"),
     var("MCP_CHAT_SYSTEM_PROMPT_FILE", "agent.system_prompt_file"),
     var("MCP_CHAT_MAX_TOOL_ITERATIONS", "agent.max_tool_iterations"),

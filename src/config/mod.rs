@@ -23,7 +23,8 @@ pub use error::{ConfigError, Problem};
 pub use hosts::HostPattern;
 pub use keys::{KeyAccess, KeyConfig};
 pub use load::{Overrides, load};
-pub use servers::{McpServerConfig, McpTransportConfig, ServersConfig};
+pub use servers::{McpServerConfig, McpTransportConfig, OAuthConfig, OAuthGrant, ServersConfig};
+pub use validate::decode_token_key;
 
 /// The whole configuration of one process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -276,6 +277,10 @@ pub struct McpConfig {
     /// any host.
     #[serde(deserialize_with = "string_list")]
     pub serve_allowed_hosts: Vec<String>,
+    /// The key OAuth tokens of remote MCP servers are encrypted with in the session store:
+    /// 32 bytes, base64 or hex (`MCP_CHAT_TOKEN_KEY`). Empty: tokens live in this process's
+    /// memory only.
+    pub token_key: Secret,
 }
 
 /// `mcp.request_servers`: whether requests may bring their own remote MCP servers.
@@ -306,6 +311,7 @@ impl Default for McpConfig {
             serve: true,
             serve_chat_tool: false,
             serve_allowed_hosts: Vec::new(),
+            token_key: Secret::default(),
         }
     }
 }

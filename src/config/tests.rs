@@ -145,6 +145,7 @@ fn every_documented_variable_sets_its_key() {
                 {
                     "5s"
                 }
+                "mcp.token_key" => "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
                 _ => "x",
             };
             jail.create_file("prompt.txt", "be brief")?;

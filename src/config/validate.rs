@@ -153,6 +153,11 @@ pub(super) fn resolve_and_check(
         );
     }
 
+    if !config.mcp.token_key.is_empty()
+        && let Err(e) = decode_token_key(config.mcp.token_key.expose())
+    {
+        bad("mcp.token_key", e);
+    }
     for pattern in &config.mcp.request_server_hosts {
         if let Err(e) = HostPattern::parse(pattern) {
             bad("mcp.request_server_hosts", e);
@@ -238,4 +243,34 @@ fn check_http_url(url: &str) -> Result<(), String> {
         )),
         Err(e) => Err(format!("{:?} is not a URL ({e})", super::redacted_url(url))),
     }
+}
+
+/// `mcp.token_key` (`MCP_CHAT_TOKEN_KEY`): 32 bytes written as base64 (standard or URL-safe,
+/// padded or not) or as 64 hex digits. The message never contains the value.
+pub fn decode_token_key(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let text = text.trim();
+    let hex = (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+        (0..32)
+            .filter_map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+            .collect::<Vec<u8>>()
+    });
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let bytes = hex
+        .or_else(|| engines.iter().find_map(|e| e.decode(text).ok()))
+        .ok_or_else(|| {
+            "is neither base64 nor hex: give 32 random bytes, e.g. `openssl rand -base64 32`"
+                .to_string()
+        })?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "decodes to {} bytes: it must be 32 (e.g. `openssl rand -base64 32`)",
+            bytes.len()
+        )
+    })
 }

@@ -39,6 +39,9 @@ enum Failure {
     Retry(String),
     /// Final.
     Fail(String),
+    /// The server refused the call's authorization (401, or 403 for a missing scope): the
+    /// `WWW-Authenticate` challenge.
+    Auth(String),
 }
 
 pub async fn call(
@@ -75,6 +78,7 @@ pub async fn call(
         tool: &tool,
         timeout: base + patience,
         config: &shared.config,
+        reauth: Some(&slot),
     };
     call_hooked(target, arguments, &cancel, hook.as_ref(), || {
         wait_for_peer(&slot, base, &cancel)
@@ -105,6 +109,7 @@ pub async fn call_raw(
         tool: &tool,
         timeout: base + patience,
         config: &shared.config,
+        reauth: Some(&slot),
     };
     let hook = progress.map(|sink| (slot.progress.clone(), sink));
     Some(
@@ -123,6 +128,9 @@ pub(super) struct Target<'a> {
     pub timeout: Duration,
     /// `call_max_duration`, `call_retries`, `max_tool_output`.
     pub config: &'a McpConfig,
+    /// The server this is, told when it refuses the call's authorization: a 401 re-makes
+    /// the connection, a 403's challenge is kept for the next login.
+    pub reauth: Option<&'a Slot>,
 }
 
 /// Calls `target` with the peer `peer` gives for each attempt (it may wait for a server that
@@ -196,6 +204,7 @@ where
         tool,
         timeout,
         config,
+        reauth,
     } = target;
     let arguments: JsonObject = match arguments {
         Value::Object(map) => map,
@@ -230,6 +239,23 @@ where
                 return Err(format!(
                     "error calling tool {tool:?} on MCP server {server:?}: {why}"
                 ));
+            }
+            Failure::Auth(challenge) => {
+                let scope = super::oauth::insufficient_scope(&challenge);
+                if let Some(slot) = reauth {
+                    if scope.is_none() {
+                        slot.reauth.notify_one();
+                    }
+                    *slot.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(challenge);
+                }
+                return Err(match scope {
+                    Some(scope) => format!(
+                        "error calling tool {tool:?} on MCP server {server:?}: the server requires the scope {scope:?}, which the token lacks; run `mcp-chat auth login {server}` to grant it"
+                    ),
+                    None => format!(
+                        "error calling tool {tool:?} on MCP server {server:?}: the server refused the authorization; it is being re-authorized"
+                    ),
+                });
             }
         }
     }
@@ -361,6 +387,11 @@ async fn call_once(
         // just before its result may still be on its way: give it a moment to arrive. Only
         // for a server that reports progress on this call, so other calls lose no time.
         tokio::time::sleep(PROGRESS_GRACE).await;
+    }
+    if let Err(e) = &response
+        && let Some(challenge) = e.auth_challenge()
+    {
+        return Err(Failure::Auth(challenge.to_string()));
     }
     match response {
         Ok(ServerResult::CallToolResult(r)) => serde_json::to_value(r)

@@ -41,6 +41,7 @@ mod call;
 mod handler;
 pub mod legacy_sse;
 pub mod naming;
+pub mod oauth;
 pub mod progress;
 pub mod proxy;
 pub mod request_hub;
@@ -80,6 +81,9 @@ pub enum McpError {
     },
     #[error("{0}")]
     Connect(String),
+    /// The server wants OAuth credentials the hub does not have (or that were refused).
+    #[error("{0}")]
+    NeedsAuth(String),
 }
 
 /// A tool as offered to the model.
@@ -190,6 +194,8 @@ pub(crate) struct Shared {
     changes: watch::Sender<proxy::Changes>,
     /// Resource and prompt notifications of the servers, for MCP clients of mcp-chat.
     events: broadcast::Sender<proxy::HubEvent>,
+    /// The OAuth clients and tokens of the servers that use OAuth.
+    vault: Arc<oauth::TokenVault>,
 }
 
 impl Shared {
@@ -274,6 +280,35 @@ impl Shared {
     }
 }
 
+impl McpHub {
+    /// The vault the OAuth servers' tokens are in.
+    pub fn vault(&self) -> &Arc<oauth::TokenVault> {
+        &self.shared.vault
+    }
+
+    /// Tells a server waiting for authorization to look for credentials now (after a
+    /// login stored some).
+    pub fn retry_auth(&self, server: &str) {
+        if let Some(slot) = self.shared.slots.iter().find(|s| s.config.name == server) {
+            slot.retry.notify_one();
+        }
+    }
+
+    /// The last challenge a call to `server` was refused with (taken).
+    pub fn take_challenge(&self, server: &str) -> Option<String> {
+        let slot = self.shared.slots.iter().find(|s| s.config.name == server)?;
+        slot.challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// The hub's pooled HTTP client (for OAuth flows against its servers).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.shared.http
+    }
+}
+
 /// The MCP hub: every configured server, supervised, behind [`ToolHub`].
 pub struct McpHub {
     shared: Arc<Shared>,
@@ -285,6 +320,16 @@ impl McpHub {
     /// Starts connecting to every enabled server in the background and returns at once.
     /// Must be called inside a tokio runtime.
     pub fn start(config: &McpConfig, servers: &ServersConfig) -> Arc<Self> {
+        Self::start_with_vault(config, servers, Arc::new(oauth::TokenVault::in_memory()))
+    }
+
+    /// [`Self::start`] with the OAuth tokens of `vault` (the session store's, shared by
+    /// the replicas).
+    pub fn start_with_vault(
+        config: &McpConfig,
+        servers: &ServersConfig,
+        vault: Arc<oauth::TokenVault>,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -310,6 +355,7 @@ impl McpHub {
                 + Duration::from_millis(250),
             changes: watch::channel(proxy::Changes::default()).0,
             events: broadcast::channel(256).0,
+            vault,
         });
         shared.rebuild_index();
         let stop = CancellationToken::new();
@@ -340,6 +386,25 @@ impl McpHub {
         tokio::time::timeout(bound, rx.wait_for(|done| *done >= total))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until `server` is ready, at most `bound`; whether it is.
+    pub async fn wait_ready(&self, server: &str, bound: Duration) -> bool {
+        let Some(slot) = self.shared.slots.iter().find(|s| s.config.name == server) else {
+            return false;
+        };
+        let mut rx = slot.changed.subscribe();
+        let ready = tokio::time::timeout(bound, async {
+            loop {
+                if slot.status().state == "ready" {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        });
+        ready.await.unwrap_or(false)
     }
 
     /// Calls `tool` on `server` by their own names (bypassing the exposed names), for

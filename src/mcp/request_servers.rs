@@ -260,6 +260,7 @@ impl RequestServer {
             tool,
             timeout: self.config.call_timeout,
             config: &self.config,
+            reauth: None,
         };
         call::call_with(target, arguments, &cancel, || async {
             if self.peer.is_transport_closed() {

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Shared,
+    McpError, Shared,
     naming::ListedTool,
     transport::{self, Connection, Handler},
 };
@@ -25,6 +25,9 @@ use crate::config::McpServerConfig;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// A server that stays up this long has its backoff reset.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How often a server waiting for authorization looks for new credentials (another
+/// process's login, another replica's refresh) in the shared store.
+const NEEDS_AUTH_POLL: Duration = Duration::from_secs(5);
 
 /// What the hub knows of one server.
 pub struct Slot {
@@ -36,6 +39,14 @@ pub struct Slot {
     pub callers: Arc<super::asks::Callers>,
     /// The progress sinks of the calls in flight here.
     pub progress: Arc<super::progress::ProgressRoutes>,
+    /// Told when the server refused a call's authorization: the connection is re-made
+    /// (refreshing the token, or finding it revoked).
+    pub reauth: Notify,
+    /// Told when new credentials may be stored (a login): a server waiting for
+    /// authorization retries at once.
+    pub retry: Notify,
+    /// The last `WWW-Authenticate` challenge a call was refused with (a step-up's scope).
+    pub challenge: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -74,6 +85,9 @@ impl Slot {
             changed: watch::channel(0).0,
             callers: Arc::default(),
             progress: Arc::default(),
+            reauth: Notify::new(),
+            retry: Notify::new(),
+            challenge: Mutex::new(None),
         }
     }
 
@@ -116,9 +130,12 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
             events: shared.events.clone(),
         };
         let attempt = async {
-            let mut conn = transport::connect(&slot.config, handler, &shared.http)
+            let mut conn = transport::connect(&slot.config, handler, &shared.http, &shared.vault)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    McpError::NeedsAuth(m) => Failed::NeedsAuth(m),
+                    other => Failed::Other(other.to_string()),
+                })?;
             let listed = match transport::negotiated_version(conn.service.peer()) {
                 Ok(version) => {
                     tracing::debug!(server = %name, protocol_version = %version, "MCP handshake done");
@@ -137,13 +154,13 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
                     if let Some(child) = conn.child.take() {
                         child.stop().await;
                     }
-                    Err(e)
+                    Err(Failed::Other(e))
                 }
             }
         };
         let timeout = shared.config.startup_timeout;
         let result = tokio::select! {
-            r = tokio::time::timeout(timeout, attempt) => r.unwrap_or_else(|_| Err(format!("did not start within {timeout:?}"))),
+            r = tokio::time::timeout(timeout, attempt) => r.unwrap_or_else(|_| Err(Failed::Other(format!("did not start within {timeout:?}")))),
             () = stop.cancelled() => return,
         };
         match result {
@@ -167,7 +184,28 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
                     backoff = FIRST_BACKOFF;
                 }
             }
-            Err(e) => {
+            Err(Failed::NeedsAuth(e)) => {
+                // Not a fault of the server: it waits for credentials, polled without
+                // backoff, and told at once when a login stores some.
+                let was = slot.status().state;
+                if was != "needs_auth" {
+                    tracing::warn!(server = %name, "MCP server {e}");
+                }
+                slot.update(|s| {
+                    s.state = "needs_auth";
+                    s.error = Some(e);
+                    s.peer = None;
+                });
+                shared.rebuild_index();
+                shared.first_attempt_finished(slot);
+                tokio::select! {
+                    () = tokio::time::sleep(NEEDS_AUTH_POLL) => {}
+                    () = slot.retry.notified() => {}
+                    () = stop.cancelled() => return,
+                }
+                continue;
+            }
+            Err(Failed::Other(e)) => {
                 tracing::warn!(server = %name, "MCP server failed to start: {e}");
                 slot.update(|s| {
                     s.state = "failed";
@@ -189,6 +227,13 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
     }
 }
 
+/// Why an attempt to bring a server up failed.
+enum Failed {
+    /// It waits for OAuth credentials.
+    NeedsAuth(String),
+    Other(String),
+}
+
 /// Watches a live connection. Returns why it was lost, or `None` when told to stop.
 async fn serve(
     slot: &Slot,
@@ -198,7 +243,10 @@ async fn serve(
     stop: &CancellationToken,
 ) -> Option<String> {
     let Connection {
-        service, mut child, ..
+        service,
+        mut child,
+        renewal: _renewal,
+        ..
     } = conn;
     let peer = service.peer().clone();
     let cancel_service = service.cancellation_token();
@@ -236,6 +284,9 @@ async fn serve(
                     Ok(Err(e)) => tracing::warn!(server = %slot.config.name, "re-listing tools failed: {e}"),
                     Err(_) => tracing::warn!(server = %slot.config.name, "re-listing tools timed out"),
                 }
+            }
+            () = slot.reauth.notified() => {
+                break Some("the server refused the authorization; re-authorizing".into());
             }
             () = stop.cancelled() => break None,
         }

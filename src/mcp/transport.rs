@@ -45,6 +45,8 @@ pub struct Connection {
     pub service: RunningService<RoleClient, Handler>,
     /// The stdio child, if any.
     pub child: Option<ChildGuard>,
+    /// The renewal of a client-credentials token, for as long as the connection lives.
+    pub renewal: Option<super::oauth::Renewal>,
     /// The transport actually used (`http` resolves to one of the other two).
     pub transport: &'static str,
 }
@@ -77,6 +79,25 @@ pub async fn connect(
     config: &McpServerConfig,
     handler: Handler,
     http: &reqwest::Client,
+    vault: &Arc<super::oauth::TokenVault>,
+) -> Result<Connection, McpError> {
+    if let Some(auth) = &config.auth {
+        return authorized(config, auth, handler, http, vault).await;
+    }
+    plain(config, handler, http).await.map_err(|e| match e {
+        McpError::NeedsAuth(m) => McpError::NeedsAuth(format!(
+            "{m}: add \"auth\": {{\"type\": \"oauth\"}} to its entry in servers_config.json, then run `mcp-chat auth login {}`",
+            config.name
+        )),
+        other => other,
+    })
+}
+
+/// A connection without OAuth.
+async fn plain(
+    config: &McpServerConfig,
+    handler: Handler,
+    http: &reqwest::Client,
 ) -> Result<Connection, McpError> {
     match &config.transport {
         McpTransportConfig::Stdio {
@@ -103,6 +124,7 @@ pub async fn connect(
             Ok(Connection {
                 service,
                 child: Some(child),
+                renewal: None,
                 transport: "stdio",
             })
         }
@@ -115,6 +137,8 @@ pub async fn connect(
         McpTransportConfig::Http { url, headers } => {
             match remote(Remote::Streamable, handler.clone(), http, url, headers).await {
                 Ok(c) => Ok(c),
+                // A server that asks for authorization speaks streamable HTTP.
+                Err(e @ McpError::NeedsAuth(_)) => Err(e),
                 Err(first) => {
                     tracing::info!(server = %config.name, "streamable HTTP failed ({first}); trying legacy SSE");
                     let legacy = remote(Remote::LegacySse, handler, http, url, headers).await;
@@ -125,6 +149,53 @@ pub async fn connect(
             }
         }
     }
+}
+
+/// A streamable HTTP connection with an OAuth token source (the `auth` of `config`).
+async fn authorized(
+    config: &McpServerConfig,
+    auth: &crate::config::OAuthConfig,
+    handler: Handler,
+    http: &reqwest::Client,
+    vault: &Arc<super::oauth::TokenVault>,
+) -> Result<Connection, McpError> {
+    let (McpTransportConfig::StreamableHttp { url, headers }
+    | McpTransportConfig::Http { url, headers }) = &config.transport
+    else {
+        return Err(McpError::Connect(
+            "OAuth needs the streamable HTTP transport".into(),
+        ));
+    };
+    let authorized = super::oauth::connect(vault, &config.name, url, auth, http)
+        .await
+        .map_err(|e| {
+            if e.needs_auth() {
+                McpError::NeedsAuth(e.to_string())
+            } else {
+                McpError::Connect(e.to_string())
+            }
+        })?;
+    let mut custom = HashMap::new();
+    for (name, value) in header_map(headers)? {
+        if let Some(name) = name {
+            custom.insert(name, value);
+        }
+    }
+    let transport = StreamableHttpClientTransport::with_client(
+        authorized.client,
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(custom),
+    );
+    let mut conn = serve_remote(handler, transport, "streamable_http")
+        .await
+        .map_err(|e| match e {
+            // Refused with the token just checked: revoked, or a scope is missing.
+            McpError::NeedsAuth(m) => {
+                McpError::NeedsAuth(format!("{m}; run `mcp-chat auth login {}`", config.name))
+            }
+            other => other,
+        })?;
+    conn.renewal = authorized.renewal;
+    Ok(conn)
 }
 
 /// The two HTTP transports.
@@ -152,6 +223,27 @@ pub(super) async fn remote(
             let transport = LegacySseTransport::connect(http.clone(), url, headers).await?;
             serve_remote(handler, transport, "sse").await
         }
+    }
+}
+
+/// What a `WWW-Authenticate` challenge asks for, without its parameters' noise: its
+/// `error` and `scope` when given.
+fn challenge_summary(challenge: &str) -> String {
+    let Ok(base) = reqwest::Url::parse("http://localhost/") else {
+        return "HTTP 401".into();
+    };
+    let params = rmcp::transport::WWWAuthenticateParams::parse(challenge, &base);
+    let mut parts = Vec::new();
+    if let Some(error) = &params.error {
+        parts.push(format!("error {error}"));
+    }
+    if let Some(scope) = &params.scope {
+        parts.push(format!("scope {scope:?}"));
+    }
+    if parts.is_empty() {
+        "HTTP 401".into()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -193,10 +285,17 @@ where
     let service = handler
         .serve(transport)
         .await
-        .map_err(|e| McpError::Connect(format!("{e}")))?;
+        .map_err(|e| match e.auth_challenge() {
+            Some(challenge) => McpError::NeedsAuth(format!(
+                "the server asks for authorization ({})",
+                challenge_summary(challenge)
+            )),
+            None => McpError::Connect(format!("{e}")),
+        })?;
     Ok(Connection {
         service,
         child: None,
+        renewal: None,
         transport: kind,
     })
 }

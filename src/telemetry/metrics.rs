@@ -118,6 +118,7 @@ pub struct Metrics {
     pub tool_calls_in_flight: Gauge,
     pub active_streams: Gauge,
     pub mcp_server_up: Family<ServerLabels, Gauge>,
+    pub mcp_server_needs_auth: Family<ServerLabels, Gauge>,
     pub mcp_server_restarts: Family<ServerLabels, Counter>,
     pub sessions_stored: Gauge,
     /// Chat turns by named key (`[[api_keys]]`; the name, never the key).
@@ -146,6 +147,7 @@ impl Metrics {
             tool_calls_in_flight: Gauge::default(),
             active_streams: Gauge::default(),
             mcp_server_up: Family::default(),
+            mcp_server_needs_auth: Family::default(),
             mcp_server_restarts: Family::default(),
             sessions_stored: Gauge::default(),
             key_turns: Family::default(),
@@ -165,7 +167,7 @@ impl Metrics {
     /// Histograms are latencies, registered in seconds (the name gets `_seconds`); counters
     /// get `_total`.
     #[rustfmt::skip]
-    fn families(&self) -> [(&'static str, Registered, &'static str); 16] {
+    fn families(&self) -> [(&'static str, Registered, &'static str); 17] {
         fn f(family: &(impl Metric + Clone)) -> Registered {
             Registered(Box::new(family.clone()))
         }
@@ -183,6 +185,7 @@ impl Metrics {
             ("tool_calls_in_flight",          f(&self.tool_calls_in_flight),  "MCP tool calls running now"),
             ("active_streams",                f(&self.active_streams),        "Streamed chat responses open now"),
             ("mcp_server_up",                 f(&self.mcp_server_up),         "1 when the MCP server is ready"),
+            ("mcp_server_needs_auth",         f(&self.mcp_server_needs_auth), "1 while the MCP server waits for OAuth credentials (mcp-chat auth login)"),
             ("mcp_server_restarts",           f(&self.mcp_server_restarts),   "Restarts of the MCP server since start-up"),
             ("sessions_stored",               f(&self.sessions_stored),       "Stored sessions (where the store can count them cheaply)"),
             ("key_turns",                     f(&self.key_turns),             "Chat turns by named API key ([[api_keys]] name)"),
@@ -205,11 +208,14 @@ impl Metrics {
     }
 
     /// Sets an MCP server's state gauges from its status.
-    pub fn set_server(&self, server: &str, up: bool, restarts: u32) {
+    pub fn set_server(&self, server: &str, up: bool, needs_auth: bool, restarts: u32) {
         let labels = ServerLabels {
             server: server.to_string(),
         };
         self.mcp_server_up.get_or_create(&labels).set(i64::from(up));
+        self.mcp_server_needs_auth
+            .get_or_create(&labels)
+            .set(i64::from(needs_auth));
         let counter = self.mcp_server_restarts.get_or_create(&labels);
         let seen = counter.get();
         if u64::from(restarts) > seen {
@@ -329,8 +335,8 @@ mod tests {
                 direction: "prompt",
             })
             .inc_by(3);
-        m.set_server("render-test", true, 2);
-        m.set_server("render-test", true, 2);
+        m.set_server("render-test", true, false, 2);
+        m.set_server("render-test", true, false, 2);
         m.http_duration
             .get_or_create(&RouteLabels {
                 route: "/render-test",

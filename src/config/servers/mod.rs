@@ -47,6 +47,65 @@ pub struct McpServerConfig {
     /// The server may ask for LLM completions (`sampling/createMessage`); `"sampling": false`
     /// turns it off.
     pub sampling: bool,
+    /// OAuth 2.1 to a remote server (`"auth": {"type": "oauth", …}`).
+    pub auth: Option<OAuthConfig>,
+}
+
+/// `"auth": {"type": "oauth", "grant"?, "client_id"?, "client_secret_env"?, "scopes"?,
+/// "client_metadata_url"?, "redirect_port"?}` of a remote server. `Debug` redacts the secret.
+#[derive(Clone, PartialEq)]
+pub struct OAuthConfig {
+    pub grant: OAuthGrant,
+    /// A pre-registered client; without one the client registers itself (a Client ID
+    /// Metadata Document when `client_metadata_url` is set and the server supports it,
+    /// else dynamic client registration).
+    pub client_id: Option<String>,
+    /// The pre-registered client's secret, read from the variable `client_secret_env` names.
+    pub client_secret: Option<String>,
+    /// The variable the secret came from (for messages and `check-config`).
+    pub client_secret_env: Option<String>,
+    /// Scopes to ask for; empty: the server's challenge, then its metadata, decide.
+    pub scopes: Vec<String>,
+    /// An HTTPS URL of this client's metadata document (SEP-991), used as its client id.
+    pub client_metadata_url: Option<String>,
+    /// The loopback port `mcp-chat auth login` receives the code on (0: any free port; a
+    /// pre-registered client needs the port of its registered redirect URI).
+    pub redirect_port: u16,
+}
+
+/// How a server's tokens are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthGrant {
+    /// A person signs in once (`mcp-chat auth login SERVER`); refreshed from then on.
+    AuthorizationCode,
+    /// Machine to machine: the client's own credentials, no person.
+    ClientCredentials,
+}
+
+impl OAuthGrant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("grant", &self.grant)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_secret_env", &self.client_secret_env)
+            .field("scopes", &self.scopes)
+            .field("client_metadata_url", &self.client_metadata_url)
+            .field("redirect_port", &self.redirect_port)
+            .finish()
+    }
 }
 
 /// How to reach a server. `Debug` redacts env and header values and URL passwords.
@@ -186,10 +245,25 @@ struct RawServer {
     #[serde(default)]
     required: bool,
     sampling: Option<bool>,
+    auth: Option<RawAuth>,
     /// Free text some clients keep beside a server; ignored.
     #[serde(default)]
     #[allow(dead_code)]
     description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(rename = "type")]
+    kind: String,
+    grant: Option<String>,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    client_metadata_url: Option<String>,
+    redirect_port: Option<u16>,
 }
 
 impl ServersConfig {
@@ -265,6 +339,18 @@ impl ServersConfig {
             }
             if s.required {
                 out.push_str(", required");
+            }
+            if let Some(auth) = &s.auth {
+                out.push_str(&format!(", auth = oauth ({})", auth.grant.as_str()));
+                if let Some(id) = &auth.client_id {
+                    out.push_str(&format!(", client_id = {id:?}"));
+                }
+                if let Some(var) = &auth.client_secret_env {
+                    out.push_str(&format!(", client secret from ${var} (redacted)"));
+                }
+                if !auth.scopes.is_empty() {
+                    out.push_str(&format!(", scopes = {:?}", auth.scopes));
+                }
             }
             out.push('\n');
         }
@@ -357,6 +443,12 @@ fn resolve(
             ));
         }
     };
+    let auth = match raw.auth {
+        None => None,
+        Some(auth) => {
+            Some(resolve_auth(auth, &transport, lookup).map_err(|m| format!("auth: {m}"))?)
+        }
+    };
     Ok(McpServerConfig {
         name: name.to_string(),
         transport,
@@ -366,6 +458,84 @@ fn resolve(
         disabled_tools: raw.disabled_tools,
         required: raw.required,
         sampling: raw.sampling.unwrap_or(true),
+        auth,
+    })
+}
+
+fn resolve_auth(
+    raw: RawAuth,
+    transport: &McpTransportConfig,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<OAuthConfig, String> {
+    if !raw.kind.eq_ignore_ascii_case("oauth") {
+        return Err(format!("\"type\" is {:?}: expected \"oauth\"", raw.kind));
+    }
+    match transport {
+        McpTransportConfig::StreamableHttp { headers, .. }
+        | McpTransportConfig::Http { headers, .. } => {
+            if headers
+                .keys()
+                .any(|h| h.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(
+                    "the server has an \"Authorization\" header too: give one or the other".into(),
+                );
+            }
+        }
+        McpTransportConfig::Sse { .. } => {
+            return Err("OAuth needs the streamable HTTP transport (\"type\": \"http\" or \"streamable_http\"), not legacy SSE".into());
+        }
+        McpTransportConfig::Stdio { .. } => {
+            return Err(
+                "OAuth is for remote servers (a \"url\"); a stdio server is a local process".into(),
+            );
+        }
+    }
+    let grant = match raw.grant.as_deref() {
+        None | Some("authorization_code") => OAuthGrant::AuthorizationCode,
+        Some("client_credentials") => OAuthGrant::ClientCredentials,
+        Some(other) => {
+            return Err(format!(
+                "\"grant\" is {other:?}: expected \"authorization_code\" or \"client_credentials\""
+            ));
+        }
+    };
+    let client_secret = match &raw.client_secret_env {
+        None => None,
+        Some(var) => Some(
+            lookup(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("\"client_secret_env\" names {var}, which is not set"))?,
+        ),
+    };
+    if client_secret.is_some() && raw.client_id.is_none() {
+        return Err(
+            "\"client_secret_env\" needs a \"client_id\" (the pre-registered client it belongs to)"
+                .into(),
+        );
+    }
+    if grant == OAuthGrant::ClientCredentials
+        && (raw.client_id.is_none() || client_secret.is_none())
+    {
+        return Err(
+            "grant \"client_credentials\" needs \"client_id\" and \"client_secret_env\"".into(),
+        );
+    }
+    if let Some(url) = &raw.client_metadata_url
+        && !reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && u.path() != "/")
+    {
+        return Err(format!(
+            "\"client_metadata_url\" {url:?} is not an https URL with a path"
+        ));
+    }
+    Ok(OAuthConfig {
+        grant,
+        client_id: raw.client_id,
+        client_secret,
+        client_secret_env: raw.client_secret_env,
+        scopes: raw.scopes,
+        client_metadata_url: raw.client_metadata_url,
+        redirect_port: raw.redirect_port.unwrap_or(0),
     })
 }
 
