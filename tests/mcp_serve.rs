@@ -7,6 +7,7 @@
 //! External programs are installed by scripts/test under `$MCP_CHAT_TEST_DEPS`; a test whose
 //! program is missing says why and returns, unless `MCP_CHAT_E2E_REQUIRED=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(deprecated)] // logging is deprecated in the 2026-07-28 revision; 2025 clients use it.
 
 #[path = "support/service.rs"]
 mod service;
@@ -18,8 +19,10 @@ use std::{path::PathBuf, time::Duration};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
     model::{
-        CallToolRequestParams, ClientRequest, GetPromptRequestParams, ProgressNotificationParam,
-        ReadResourceRequestParams, Request,
+        ArgumentInfo, CallToolRequestParams, ClientRequest, CompleteRequestParams,
+        GetPromptRequestParams, LoggingLevel, LoggingMessageNotificationParam,
+        ProgressNotificationParam, ReadResourceRequestParams, Reference, Request,
+        SetLevelRequestParams,
     },
     service::{NotificationContext, PeerRequestOptions, RunningService},
     transport::{
@@ -37,6 +40,8 @@ const KEY: &str = "k-mcp";
 enum Heard {
     Progress(f64, Option<f64>),
     ToolsChanged,
+    /// A log message: its level, logger and text.
+    Log(LoggingLevel, Option<String>, String),
 }
 
 #[derive(Clone)]
@@ -53,6 +58,15 @@ impl ClientHandler for Listener {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         let _ = self.0.send(Heard::ToolsChanged);
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let text = params.data.as_str().unwrap_or_default().to_string();
+        let _ = self.0.send(Heard::Log(params.level, params.logger, text));
     }
 }
 
@@ -447,11 +461,9 @@ async fn python_sdk_client_uses_the_hub_through_mcp() {
     );
 }
 
-/// The scenarios of the official conformance suite (`@modelcontextprotocol/conformance`)
-/// that pass against `/mcp`, with the fixture's conformance mode behind the hub. The others
-/// need what the hub does not forward (README, "mcp-chat as an MCP server"): `logging/*`
-/// and `completion/complete` (logging-set-level, completion-complete, tools-call-with-logging).
-const CONFORMANCE_SERVER_SCENARIOS: [&str; 28] = [
+/// The official conformance suite's (`@modelcontextprotocol/conformance`) server scenarios,
+/// every one of them, against `/mcp` with the fixture's conformance mode behind the hub.
+const CONFORMANCE_SERVER_SCENARIOS: [&str; 32] = [
     "server-initialize",
     "ping",
     "tools-list",
@@ -480,6 +492,10 @@ const CONFORMANCE_SERVER_SCENARIOS: [&str; 28] = [
     "prompts-get-embedded-resource",
     "prompts-get-with-image",
     "dns-rebinding-protection",
+    "logging-set-level",
+    "tools-call-with-logging",
+    "completion-complete",
+    "json-schema-2020-12",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,6 +532,91 @@ async fn the_conformance_suites_server_scenarios_pass_against_mcp() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+/// `logging/setLevel` per session: the server is asked for the most verbose level a session
+/// wants and each session gets what is at or above its own level, the logger naming the
+/// server; `completion/complete` reaches the server that owns the prompt or template, and
+/// an unknown prompt is the spec's invalid-params error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_levels_and_completions_reach_mcp_clients() {
+    let dir = service::dir_with_servers(json!({
+        "conformance": {"command": fixture_path(), "args": ["--conformance"]},
+    }));
+    let svc = Service::start_in(dir, &[("API_KEYS", KEY)], &[]).await;
+    let (quiet, mut quiet_heard) = connect(&svc).await;
+    let (verbose, mut verbose_heard) = connect(&svc).await;
+    quiet
+        .peer()
+        .set_level(SetLevelRequestParams::new(LoggingLevel::Notice))
+        .await
+        .unwrap();
+    verbose
+        .peer()
+        .set_level(SetLevelRequestParams::new(LoggingLevel::Debug))
+        .await
+        .unwrap();
+
+    let answer = call(&verbose, "test_tool_with_logging", json!({})).await;
+    assert_ne!(answer.is_error, Some(true), "{answer:?}");
+    let is_log = |h: &Heard| matches!(h, Heard::Log(..));
+    let limit = Duration::from_secs(10);
+    let mut levels = Vec::new();
+    for _ in 0..3 {
+        let Heard::Log(level, logger, _) = hear(&mut verbose_heard, limit, is_log).await else {
+            unreachable!()
+        };
+        assert_eq!(logger.as_deref(), Some("conformance/conformance-upstream"));
+        levels.push(level);
+    }
+    assert_eq!(
+        levels,
+        [
+            LoggingLevel::Debug,
+            LoggingLevel::Info,
+            LoggingLevel::Notice
+        ]
+    );
+    // The notice-level session hears the same call's last message first: the debug and info
+    // ones before it were held back for it alone.
+    let first = hear(&mut quiet_heard, limit, is_log).await;
+    assert_eq!(
+        first,
+        Heard::Log(
+            LoggingLevel::Notice,
+            Some("conformance/conformance-upstream".into()),
+            "Tool execution completed".into()
+        )
+    );
+
+    let complete = |reference: Reference, name: &str, value: &str| {
+        CompleteRequestParams::new(reference, ArgumentInfo::new(name, value))
+    };
+    let prompt = Reference::for_prompt("test_prompt_with_arguments");
+    let done = quiet
+        .peer()
+        .complete(complete(prompt, "arg1", "pa"))
+        .await
+        .unwrap();
+    assert_eq!(done.completion.values, ["paris", "park"]);
+    let template = Reference::for_resource("test://template/{id}/data");
+    let done = quiet
+        .peer()
+        .complete(complete(template, "id", "test-"))
+        .await
+        .unwrap();
+    assert_eq!(done.completion.values, ["test-one", "test-two"]);
+    let unknown = quiet
+        .peer()
+        .complete(complete(Reference::for_prompt("no_such_prompt"), "a", ""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unknown, rmcp::ServiceError::McpError(e) if e.code.0 == -32602),
+        "{unknown:?}"
+    );
+    quiet.cancel().await.unwrap();
+    verbose.cancel().await.unwrap();
 }
 
 /// `mcp.serve_chat_tool`: a `chat` tool that runs a whole agent turn for the caller's key.

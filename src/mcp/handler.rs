@@ -1,8 +1,9 @@
 //! The rmcp client handler of one server connection: what the client declares in
 //! `initialize` (the protocol version and the capabilities), and what it answers when the
 //! server asks: `tools/list_changed` is forwarded to the supervisor; `notifications/progress`
-//! to the sink of its call (`progress.rs`); `resources/updated` and the resource and prompt
-//! `list_changed` to the hub's events (`proxy.rs`); `elicitation/create`
+//! to the sink of its call (`progress.rs`); `resources/updated`, the resource and prompt
+//! `list_changed` and log messages (`notifications/message`, `logging.rs`) to the hub's
+//! events (`proxy.rs`); `elicitation/create`
 //! and `sampling/createMessage` go to the [`Caller`](super::asks::Caller) of the call in
 //! progress (`asks.rs`), and are declined or refused when there is none.
 
@@ -16,8 +17,9 @@ use rmcp::{
     model::{
         ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
         ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability,
-        FormElicitationCapability, Implementation, ProgressNotificationParam, ProtocolVersion,
-        ResourceUpdatedNotificationParam, UrlElicitationCapability,
+        FormElicitationCapability, Implementation, LoggingMessageNotificationParam,
+        ProgressNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam,
+        UrlElicitationCapability,
     },
     service::{NotificationContext, RequestContext},
 };
@@ -76,6 +78,17 @@ impl ClientHandler for Handler {
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
         let _ = self.events.send(HubEvent::PromptsChanged);
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.events.send(HubEvent::Log {
+            server: self.server.to_string(),
+            message: super::logging::from_server(&self.server, params),
+        });
     }
 
     fn get_info(&self) -> ClientConfig {

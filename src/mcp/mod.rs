@@ -38,8 +38,10 @@
 
 pub mod asks;
 mod call;
+mod completion;
 mod handler;
 pub mod legacy_sse;
+pub mod logging;
 pub mod naming;
 pub mod oauth;
 pub mod progress;
@@ -196,6 +198,8 @@ pub(crate) struct Shared {
     events: broadcast::Sender<proxy::HubEvent>,
     /// The OAuth clients and tokens of the servers that use OAuth.
     vault: Arc<oauth::TokenVault>,
+    /// The log levels the `/mcp` sessions have set.
+    log_levels: logging::LogLevels,
 }
 
 impl Shared {
@@ -356,6 +360,7 @@ impl McpHub {
             changes: watch::channel(proxy::Changes::default()).0,
             events: broadcast::channel(256).0,
             vault,
+            log_levels: logging::LogLevels::default(),
         });
         shared.rebuild_index();
         let stop = CancellationToken::new();

@@ -42,6 +42,11 @@ pub enum HubEvent {
     ResourcesChanged,
     /// A server's prompt list changed.
     PromptsChanged,
+    /// A server's `notifications/message`, its logger already naming the server.
+    Log {
+        server: String,
+        message: rmcp::model::LoggingMessageNotificationParam,
+    },
 }
 
 /// Generations of what an MCP client lists: bumped when the offered tools change (a server
@@ -102,12 +107,14 @@ pub enum ProxyError {
 }
 
 /// A ready server's peer, with what it said it offers.
-struct Live {
-    server: String,
-    peer: Peer<RoleClient>,
-    resources: bool,
-    subscribe: bool,
-    prompts: bool,
+pub(super) struct Live {
+    pub server: String,
+    pub peer: Peer<RoleClient>,
+    pub resources: bool,
+    pub subscribe: bool,
+    pub prompts: bool,
+    pub logging: bool,
+    pub completions: bool,
 }
 
 /// A character a URI scheme may hold (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`, without
@@ -156,7 +163,7 @@ fn namespace<T>(
         .collect()
 }
 
-fn prefixed_uri(server: &str, uri: &str) -> String {
+pub(super) fn prefixed_uri(server: &str, uri: &str) -> String {
     format!("{}+{uri}", scheme_label(server))
 }
 
@@ -164,7 +171,7 @@ fn prefixed_prompt(server: &str, name: &str) -> String {
     format!("{}__{name}", super::naming::sanitize(server))
 }
 
-fn upstream(server: &str, e: ServiceError) -> ProxyError {
+pub(super) fn upstream(server: &str, e: ServiceError) -> ProxyError {
     match e {
         ServiceError::McpError(error) => ProxyError::Upstream {
             server: server.to_string(),
@@ -256,27 +263,11 @@ impl McpHub {
         })
     }
 
-    fn live(&self) -> Vec<Live> {
-        self.shared
-            .slots
-            .iter()
-            .filter_map(|slot| {
-                let status = slot.status();
-                let peer = status.peer.filter(|_| status.state == "ready")?;
-                let caps = peer.peer_info().map(|i| i.capabilities.clone());
-                let resources = caps.as_ref().and_then(|c| c.resources.clone());
-                Some(Live {
-                    server: slot.config.name.clone(),
-                    resources: resources.is_some(),
-                    subscribe: resources.and_then(|r| r.subscribe) == Some(true),
-                    prompts: caps.is_some_and(|c| c.prompts.is_some()),
-                    peer,
-                })
-            })
-            .collect()
+    pub(super) fn live(&self) -> Vec<Live> {
+        self.shared.live()
     }
 
-    fn always_prefix(&self) -> bool {
+    pub(super) fn always_prefix(&self) -> bool {
         self.shared.config.tool_prefix == ToolPrefix::Always
     }
 
@@ -441,7 +432,7 @@ impl McpHub {
         }
     }
 
-    async fn prompts_of(
+    pub(super) async fn prompts_of(
         &self,
         allowed: &(dyn Fn(&str) -> bool + Sync),
     ) -> Vec<(String, String, Prompt, Peer<RoleClient>)> {
@@ -511,6 +502,30 @@ impl McpHub {
         peer.get_prompt(params)
             .await
             .map_err(|e| upstream(&server, e))
+    }
+}
+
+impl super::Shared {
+    /// The ready servers, with what each said it offers.
+    pub(super) fn live(&self) -> Vec<Live> {
+        self.slots
+            .iter()
+            .filter_map(|slot| {
+                let status = slot.status();
+                let peer = status.peer.filter(|_| status.state == "ready")?;
+                let caps = peer.peer_info().map(|i| i.capabilities.clone());
+                let resources = caps.as_ref().and_then(|c| c.resources.clone());
+                Some(Live {
+                    server: slot.config.name.clone(),
+                    resources: resources.is_some(),
+                    subscribe: resources.and_then(|r| r.subscribe) == Some(true),
+                    prompts: caps.as_ref().is_some_and(|c| c.prompts.is_some()),
+                    logging: caps.as_ref().is_some_and(|c| c.logging.is_some()),
+                    completions: caps.is_some_and(|c| c.completions.is_some()),
+                    peer,
+                })
+            })
+            .collect()
     }
 }
 

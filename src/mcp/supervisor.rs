@@ -176,6 +176,7 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
                 });
                 shared.rebuild_index();
                 shared.first_attempt_finished(slot);
+                super::logging::on_ready(shared, conn.service.peer());
                 let up_since = Instant::now();
                 let reason = serve(slot, shared, conn, &list_changed, stop).await;
                 let Some(reason) = reason else { return };

@@ -3,11 +3,14 @@
 //! its server's schemas and annotations), `resources/*` and `prompts/*` of the servers that
 //! offer them, subscriptions forwarded. A caller's `progressToken` gets the server's
 //! `notifications/progress` back; a caller's `notifications/cancelled` cancels the call on the
-//! server (rmcp cancels the request's token). After `initialized` a watcher sends the
-//! session `list_changed` when what its key may list changes, and `resources/updated` for
-//! what it subscribed to.
+//! server (rmcp cancels the request's token). `logging/setLevel` sets the session's level
+//! (the servers are asked for the most verbose level a session wants, `mcp/logging.rs`);
+//! `completion/complete` goes to the server that owns the prompt or template. After
+//! `initialized` a watcher sends the session `list_changed` when what its key may list
+//! changes, `resources/updated` for what it subscribed to, and the log messages of the
+//! servers its key may use at or above its level.
 
-#![allow(deprecated)] // resources/subscribe is legacy-only in the 2026-07-28 revision.
+#![allow(deprecated)] // resources/subscribe and logging are legacy-only in the 2026-07-28 revision.
 
 use std::{
     collections::HashSet,
@@ -18,11 +21,12 @@ use axum::http::request::Parts;
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
-        Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
-        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-        ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
-        ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+        CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+        GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
+        InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+        ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+        SetLevelRequestParams, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     },
     service::{NotificationContext, Peer, RequestContext},
 };
@@ -33,6 +37,7 @@ use crate::{
     grpc::ChatApi,
     mcp::{
         McpHub,
+        logging::{LogSession, passes},
         progress::{Progress, ProgressSink},
         proxy::{HubEvent, ProxyError},
     },
@@ -49,6 +54,8 @@ pub struct HubServer {
     /// The caller that opened the session; later requests must come with the same key.
     owner: OnceLock<Principal>,
     subscriptions: Arc<Mutex<HashSet<Subscription>>>,
+    /// The session's log level.
+    log: Arc<LogSession>,
     /// Stops the session's watcher when the session ends.
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -58,6 +65,7 @@ impl HubServer {
     pub fn new(hub: Arc<McpHub>, chat: Option<ChatApi>) -> Self {
         let stop = CancellationToken::new();
         Self {
+            log: Arc::new(hub.log_session()),
             hub,
             chat,
             owner: OnceLock::new(),
@@ -136,6 +144,7 @@ async fn watch(
     principal: Principal,
     peer: Peer<RoleServer>,
     subscriptions: Arc<Mutex<HashSet<Subscription>>>,
+    log: Arc<LogSession>,
     stop: CancellationToken,
 ) {
     let mut changes = hub.changes();
@@ -186,6 +195,13 @@ async fn watch(
                 }
                 Ok(HubEvent::ResourcesChanged) => peer.notify_resource_list_changed().await,
                 Ok(HubEvent::PromptsChanged) => peer.notify_prompt_list_changed().await,
+                Ok(HubEvent::Log { server, message }) => {
+                    if principal.allows_server(&server) && passes(message.level, log.level()) {
+                        peer.notify_logging_message(message).await
+                    } else {
+                        Ok(())
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Ok(()),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
@@ -200,6 +216,8 @@ async fn watch(
 impl ServerHandler for HubServer {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_completions()
             .enable_tools()
             .enable_tool_list_changed()
             .enable_resources()
@@ -234,6 +252,7 @@ impl ServerHandler for HubServer {
             principal,
             context.peer,
             self.subscriptions.clone(),
+            self.log.clone(),
             self.stop.clone(),
         ));
     }
@@ -402,6 +421,33 @@ impl ServerHandler for HubServer {
             .map(GetPromptResponse::from)
             .map_err(|e| match e {
                 // An unknown prompt is invalid params (the spec's error for it).
+                ProxyError::NotFound(_) => ErrorData::invalid_params(e.to_string(), None),
+                other => proxy_error(other),
+            })
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.principal(&context)?;
+        self.log.set(request.level).await;
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        let allowed = |s: &str| principal.allows_server(s);
+        self.hub
+            .complete(request, &allowed)
+            .await
+            .map_err(|e| match e {
+                // An unknown prompt or template is invalid params, as for prompts/get.
                 ProxyError::NotFound(_) => ErrorData::invalid_params(e.to_string(), None),
                 other => proxy_error(other),
             })
