@@ -50,6 +50,7 @@ pub mod request_hub;
 pub mod request_policy;
 pub mod request_servers;
 pub mod result;
+mod stream_gate;
 mod supervisor;
 pub mod trace;
 pub mod transport;

@@ -33,7 +33,16 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 pub use super::handler::Handler;
-use super::{McpError, legacy_sse::LegacySseTransport, trace::TracingHttpClient};
+use super::{
+    McpError,
+    legacy_sse::LegacySseTransport,
+    stream_gate::{Opened, StreamGate},
+    trace::TracingHttpClient,
+};
+
+/// How long a new streamable HTTP connection waits for its server's `GET` stream before
+/// it is used (`stream_gate.rs`).
+const STREAM_OPEN_WAIT: Duration = Duration::from_secs(2);
 use crate::config::{McpServerConfig, McpTransportConfig};
 
 const SIGTERM: i32 = 15;
@@ -181,11 +190,12 @@ async fn authorized(
             custom.insert(name, value);
         }
     }
+    let (client, opened) = StreamGate::new(authorized.client);
     let transport = StreamableHttpClientTransport::with_client(
-        authorized.client,
+        client,
         StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(custom),
     );
-    let mut conn = serve_remote(handler, transport, "streamable_http")
+    let mut conn = serve_streamable(handler, transport, opened)
         .await
         .map_err(|e| match e {
             // Refused with the token just checked: revoked, or a scope is missing.
@@ -216,8 +226,8 @@ pub(super) async fn remote(
     let headers = header_map(headers)?;
     match kind {
         Remote::Streamable => {
-            let transport = streamable(http, url, headers);
-            serve_remote(handler, transport, "streamable_http").await
+            let (transport, opened) = streamable(http, url, headers);
+            serve_streamable(handler, transport, opened).await
         }
         Remote::LegacySse => {
             let transport = LegacySseTransport::connect(http.clone(), url, headers).await?;
@@ -252,7 +262,10 @@ fn streamable(
     http: &reqwest::Client,
     url: &str,
     headers: HeaderMap,
-) -> StreamableHttpClientTransport<TracingHttpClient> {
+) -> (
+    StreamableHttpClientTransport<StreamGate<TracingHttpClient>>,
+    Opened,
+) {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
     let mut custom = HashMap::new();
     for (name, value) in headers {
@@ -265,10 +278,25 @@ fn streamable(
         }
         custom.insert(name, value);
     }
-    StreamableHttpClientTransport::with_client(
-        TracingHttpClient(http.clone()),
-        config.custom_headers(custom),
-    )
+    let (client, opened) = StreamGate::new(TracingHttpClient(http.clone()));
+    let transport =
+        StreamableHttpClientTransport::with_client(client, config.custom_headers(custom));
+    (transport, opened)
+}
+
+/// [`serve_remote`] over streamable HTTP, returning once the server's `GET` stream is open
+/// (or after [`STREAM_OPEN_WAIT`]), so nothing it sends there is lost.
+async fn serve_streamable<C>(
+    handler: Handler,
+    transport: StreamableHttpClientTransport<C>,
+    opened: Opened,
+) -> Result<Connection, McpError>
+where
+    C: rmcp::transport::streamable_http_client::StreamableHttpClient + Send + Sync + 'static,
+{
+    let conn = serve_remote(handler, transport, "streamable_http").await?;
+    opened.wait(STREAM_OPEN_WAIT).await;
+    Ok(conn)
 }
 
 /// The tail both HTTP transports share: the MCP initialisation over `transport`, and the
