@@ -145,8 +145,10 @@ fn check_config(args: ServeArgs) -> ExitCode {
 
 /// Warnings on stderr for the command-line clients (`RUST_LOG` overrides).
 fn init_cli_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = mcp_chat::telemetry::guard_secrets(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -172,7 +172,14 @@ pub fn run(
                         .servers()
                         .iter()
                         .any(|s| s.name == server.name && s.state == "needs_auth")
-                    && !authorize(&hub, server, auth, None, mcp.startup_timeout).await
+                    && !authorize(
+                        &hub,
+                        server,
+                        auth,
+                        hub.take_challenge(&server.name),
+                        mcp.startup_timeout,
+                    )
+                    .await
                 {
                     hub.shutdown().await;
                     return ExitCode::from(1);
@@ -254,8 +261,7 @@ async fn authorize(
             }
         }
     }
-    hub.retry_auth(&server.name);
-    let ready = hub.wait_ready(&server.name, wait).await;
+    let ready = hub.retry_auth_and_wait(&server.name, wait).await;
     if !ready {
         let state = hub.servers().into_iter().find(|s| s.name == server.name);
         eprintln!(

@@ -10,6 +10,8 @@
 //!   client-credentials token renewed before it expires.
 //! - the binary's `cli/login.rs` is the authorization-code flow for an operator
 //!   (`mcp-chat auth login`): browser, loopback redirect listener, token exchange.
+//! - `discovery.rs` finds the authorization server (rmcp's discovery, and the 2025-03-26
+//!   metadata at the server's own origin).
 //! - `vault.rs` keeps every server's client and tokens sealed (`cipher.rs`) in the session
 //!   store, shared by the replicas.
 //!
@@ -17,6 +19,7 @@
 //! `Debug`, and the errors here name servers and settings, never values.
 
 pub mod cipher;
+pub mod discovery;
 pub mod vault;
 
 use std::{sync::Arc, time::Duration};
@@ -27,6 +30,7 @@ use rmcp::transport::{
 };
 use tokio::task::JoinHandle;
 
+pub use discovery::{Discovered, discover};
 pub use vault::{ClientRecord, TokenVault, VaultEntry};
 
 use super::trace::TracingHttpClient;
@@ -159,11 +163,8 @@ pub async fn connect(
     if entry.as_ref().is_some_and(VaultEntry::has_token)
         || auth.grant == OAuthGrant::ClientCredentials
     {
-        let resolution = manager
-            .resolve_metadata()
-            .await
-            .map_err(|e| classify(name, e))?;
-        manager.set_metadata(resolution.metadata);
+        let found = discover(&manager, http, name, url, None).await?;
+        manager.set_metadata(found.metadata);
     }
     match auth.grant {
         OAuthGrant::AuthorizationCode => {
