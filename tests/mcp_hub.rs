@@ -730,8 +730,9 @@ async fn the_conformance_suites_client_scenarios_pass_through_mcp_chat_tools() {
 /// (`$BROWSER`: a script that follows the authorization URL to mcp-chat's loopback
 /// redirect listener, as a browser would), exchanges the code and lists the tools with the
 /// token (`tools call remote test-tool` where a scenario refuses a tool call: the step-up
-/// ones). The suite's `MCP_CONFORMANCE_CONTEXT` (the pre-registered client's id and
-/// secret) becomes `--client-id` and `--client-secret-env` through a wrapper script. The
+/// ones). The suite's `MCP_CONFORMANCE_CONTEXT` (the pre-registered client's id, secret or
+/// private key and its algorithm) becomes `--client-id`, `--client-secret-env`,
+/// `--private-key-env` and `--signing-alg` through a wrapper script. The
 /// README lists every scenario with its result.
 #[tokio::test]
 async fn the_conformance_suites_auth_scenarios_pass_through_mcp_chat_tools() {
@@ -776,6 +777,11 @@ if "client_id" in ctx:
 if "client_secret" in ctx:
     os.environ["CONFORMANCE_CLIENT_SECRET"] = ctx["client_secret"]
     extra += ["--client-secret-env", "CONFORMANCE_CLIENT_SECRET"]
+if "private_key_pem" in ctx:
+    os.environ["CONFORMANCE_PRIVATE_KEY"] = ctx["private_key_pem"]
+    extra += ["--private-key-env", "CONFORMANCE_PRIVATE_KEY"]
+if "signing_algorithm" in ctx:
+    extra += ["--signing-alg", ctx["signing_algorithm"]]
 args = args[:-2] + extra + args[-2:]
 os.execv(args[0], args)
 "#,

@@ -72,6 +72,13 @@ pub struct OAuthArgs {
     /// authorization server supports it.
     #[arg(long, value_name = "URL", global = true)]
     pub client_metadata_url: Option<String>,
+    /// The variable holding a client-credentials client's private key (PEM): it signs a JWT
+    /// (`private_key_jwt`) instead of sending a secret.
+    #[arg(long, value_name = "VAR", global = true)]
+    pub private_key_env: Option<String>,
+    /// The JWT's signing algorithm (RS256, RS384, RS512, ES256, ES384; default RS256).
+    #[arg(long, value_name = "ALG", global = true)]
+    pub signing_alg: Option<String>,
     /// `authorization_code` (a person signs in) or `client_credentials` (machine to machine).
     #[arg(long, default_value = "authorization_code", value_parser = ["authorization_code", "client_credentials"], global = true)]
     pub grant: String,
@@ -89,16 +96,25 @@ impl OAuthArgs {
                     .ok_or_else(|| format!("--client-secret-env names {var}, which is not set"))?,
             ),
         };
+        let private_key = match &self.private_key_env {
+            None => None,
+            Some(var) => Some(
+                std::env::var(var)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| format!("--private-key-env names {var}, which is not set"))?,
+            ),
+        };
         let grant = if self.grant == "client_credentials" {
             OAuthGrant::ClientCredentials
         } else {
             OAuthGrant::AuthorizationCode
         };
         if grant == OAuthGrant::ClientCredentials
-            && (self.client_id.is_none() || client_secret.is_none())
+            && (self.client_id.is_none() || (client_secret.is_none() && private_key.is_none()))
         {
             return Err(
-                "--grant client_credentials needs --client-id and --client-secret-env".into(),
+                "--grant client_credentials needs --client-id and --client-secret-env (or --private-key-env)".into(),
             );
         }
         Ok(OAuthConfig {
@@ -108,6 +124,9 @@ impl OAuthArgs {
             client_secret_env: self.client_secret_env.clone(),
             scopes: self.scopes.clone(),
             client_metadata_url: self.client_metadata_url.clone(),
+            private_key,
+            private_key_env: self.private_key_env.clone(),
+            signing_alg: self.signing_alg.clone(),
             redirect_port: 0,
         })
     }

@@ -407,7 +407,12 @@ impl McpHub {
                     return false;
                 }
                 match slot.status().state {
-                    "ready" => return true,
+                    // The status changes just before the supervisor rebuilds the tool
+                    // index: rebuilt here too, so a call right after finds the tools.
+                    "ready" => {
+                        self.shared.rebuild_index();
+                        return true;
+                    }
                     "needs_auth" | "failed" | "stopped" => return false,
                     _ => {}
                 }

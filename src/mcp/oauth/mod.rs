@@ -115,20 +115,49 @@ pub fn require_pkce(
     }
 }
 
-/// The configured client of a client-credentials server.
+/// The configured client of a client-credentials server: a secret, or a private key that
+/// signs a JWT assertion (RFC 7523).
 fn client_credentials(
     auth: &OAuthConfig,
     url: &str,
 ) -> Result<ClientCredentialsConfig, OAuthError> {
-    match (&auth.client_id, &auth.client_secret) {
-        (Some(client_id), Some(client_secret)) => Ok(ClientCredentialsConfig::ClientSecret {
-            client_id: client_id.clone(),
+    let Some(client_id) = auth.client_id.clone() else {
+        return Err(OAuthError::Unsupported(
+            "grant client_credentials needs client_id".into(),
+        ));
+    };
+    if let Some(key) = &auth.private_key {
+        use rmcp::transport::auth::JwtSigningAlgorithm as Alg;
+        let signing_algorithm = match auth.signing_alg.as_deref().unwrap_or("RS256") {
+            "RS256" => Alg::RS256,
+            "RS384" => Alg::RS384,
+            "RS512" => Alg::RS512,
+            "ES256" => Alg::ES256,
+            "ES384" => Alg::ES384,
+            other => {
+                return Err(OAuthError::Unsupported(format!(
+                    "signing algorithm {other:?} is not one of RS256, RS384, RS512, ES256, ES384"
+                )));
+            }
+        };
+        return Ok(ClientCredentialsConfig::PrivateKeyJwt {
+            client_id,
+            signing_key: key.as_bytes().to_vec(),
+            signing_algorithm,
+            token_endpoint_audience: None,
+            scopes: auth.scopes.clone(),
+            resource: Some(url.to_string()),
+        });
+    }
+    match &auth.client_secret {
+        Some(client_secret) => Ok(ClientCredentialsConfig::ClientSecret {
+            client_id,
             client_secret: client_secret.clone(),
             scopes: auth.scopes.clone(),
             resource: Some(url.to_string()),
         }),
-        _ => Err(OAuthError::Unsupported(
-            "grant client_credentials needs client_id and client_secret_env".into(),
+        None => Err(OAuthError::Unsupported(
+            "grant client_credentials needs client_secret_env or private_key_env".into(),
         )),
     }
 }
@@ -219,10 +248,10 @@ pub async fn connect(
                 .as_ref()
                 .and_then(VaultEntry::expires_at)
                 .is_some_and(|at| at > now + RENEW_BEFORE.as_secs());
-            if !valid {
-                exchange(&manager, vault, name, url, &config).await?;
-            }
             let client = AuthClient::new(TracingHttpClient(http.clone()), manager);
+            if !valid {
+                exchange(&client.auth_manager, vault, name, url, &config).await?;
+            }
             let renewal = Renewal(tokio::spawn(renew(
                 client.auth_manager.clone(),
                 vault.clone(),
@@ -239,24 +268,34 @@ pub async fn connect(
 }
 
 /// One client-credentials token request, under the record's lock (so replicas take turns).
+///
+/// rmcp's exchange future is not `Send` when its private-key JWT support is built in (it
+/// holds a form serializer across an await), so it runs to completion on a blocking
+/// thread of the runtime.
 async fn exchange(
-    manager: &AuthorizationManager,
+    manager: &Arc<tokio::sync::Mutex<AuthorizationManager>>,
     vault: &Arc<TokenVault>,
     name: &str,
     url: &str,
     config: &ClientCredentialsConfig,
 ) -> Result<(), OAuthError> {
     let _lock = vault.lock(name, url).await?;
-    manager
-        .exchange_client_credentials(config)
-        .await
-        .map(drop)
-        .map_err(|e| match e {
-            AuthError::AuthorizationRequired => {
-                OAuthError::Refused("the client credentials were not accepted".into())
-            }
-            other => classify(name, other),
+    let (manager, config) = (manager.clone(), config.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            let manager = manager.lock().await;
+            manager.exchange_client_credentials(&config).await.map(drop)
         })
+    })
+    .await
+    .map_err(|e| OAuthError::Flow(format!("the token request stopped: {e}")))?;
+    result.map_err(|e| match e {
+        AuthError::AuthorizationRequired => {
+            OAuthError::Refused("the client credentials were not accepted".into())
+        }
+        other => classify(name, other),
+    })
 }
 
 /// Renews a client-credentials token shortly before it expires, for as long as the
@@ -292,10 +331,7 @@ async fn renew(
         if still.is_some_and(|at| at > now_secs() + RENEW_BEFORE.as_secs()) {
             continue;
         }
-        let result = {
-            let manager = manager.lock().await;
-            exchange(&manager, &vault, &name, &url, &config).await
-        };
+        let result = exchange(&manager, &vault, &name, &url, &config).await;
         match result {
             Ok(()) => tracing::info!(server = %name, "client-credentials token renewed"),
             Err(e) => {
