@@ -8,7 +8,8 @@
 //! - a revoked grant puts a live hub's server in `needs_auth` with its tools withdrawn,
 //!   the other server untouched, until a new login;
 //! - two instances share one login through Redis and take turns refreshing it;
-//! - no code or token the authorization server issued appears in any log line.
+//! - no code or token the authorization server issued appears in any log line (of the
+//!   command-line runs and of `mcp-chat serve`).
 //!
 //! Needs `redis-server` on PATH for the Redis test (skipped with a note otherwise, unless
 //! `MCP_CHAT_E2E_REQUIRED=1`).
@@ -107,6 +108,67 @@ impl Setup {
             "the call failed:\n{}",
             self.logs.lock().unwrap()
         );
+    }
+
+    /// Runs `mcp-chat serve` at `RUST_LOG=debug` until its `/v1/mcp/servers` shows
+    /// `guarded` ready, then stops it; its output goes to the log.
+    async fn serve_until_guarded_is_ready(&self) {
+        let port = |_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (http, grpc) = (port(0), port(1));
+        let log = self.dir.path().join("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-chat"))
+            .arg("serve")
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", http.to_string())
+            .env("GRPC_PORT", grpc.to_string())
+            .env("MCP_CHAT_SESSION_STORE", &self.store)
+            .env("MCP_CHAT_TOKEN_KEY", KEY)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.dir.path().join("serve.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ready = loop {
+            let servers = client
+                .get(format!("http://127.0.0.1:{http}/v1/mcp/servers"))
+                .send()
+                .await;
+            if let Ok(r) = servers
+                && let Ok(body) = r.json::<serde_json::Value>().await
+                && body["data"].as_array().is_some_and(|d| {
+                    d.iter()
+                        .any(|s| s["name"] == "guarded" && s["state"] == "ready")
+                })
+            {
+                break true;
+            }
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        let output = std::fs::read_to_string(&log).unwrap();
+        self.logs
+            .lock()
+            .unwrap()
+            .push_str(&format!("$ mcp-chat serve\n{output}"));
+        assert!(ready, "the service never had guarded ready:\n{output}");
     }
 
     /// The vault the service would open.
@@ -363,8 +425,15 @@ async fn no_code_or_token_appears_in_any_log_line_at_debug_level() {
     setup.ping().await;
     let (ok, _) = setup.run(&["auth", "status"]).await;
     assert!(ok);
+    // The service too, with its own log set-up: its token has expired, so it refreshes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = setup.fixture.stats().refreshes;
+    setup.serve_until_guarded_is_ready().await;
     let stats = setup.fixture.stats();
-    assert!(stats.refreshes >= 2, "{stats:?}");
+    assert!(
+        stats.refreshes > before,
+        "the service did not refresh: {stats:?}"
+    );
 
     let logs = setup.logs.lock().unwrap().clone();
     // Debug logging was on, rmcp's OAuth client among it (at info: "Refreshed access token").
