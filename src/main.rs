@@ -36,6 +36,8 @@ struct Cli {
     listen: ListenArgs,
 }
 
+// Parsed once at start; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (the default).

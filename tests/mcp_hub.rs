@@ -731,8 +731,10 @@ async fn the_conformance_suites_client_scenarios_pass_through_mcp_chat_tools() {
 /// redirect listener, as a browser would), exchanges the code and lists the tools with the
 /// token (`tools call remote test-tool` where a scenario refuses a tool call: the step-up
 /// ones). The suite's `MCP_CONFORMANCE_CONTEXT` (the pre-registered client's id, secret or
-/// private key and its algorithm) becomes `--client-id`, `--client-secret-env`,
-/// `--private-key-env` and `--signing-alg` through a wrapper script. The
+/// private key and its algorithm, the enterprise identity provider and ID token) becomes
+/// `--client-id`, `--client-secret-env`, `--private-key-env`, `--signing-alg`,
+/// `--idp-issuer`, `--idp-token-endpoint`, `--idp-client-id` and `--id-token-env` through
+/// a wrapper script. The
 /// README lists every scenario with its result.
 #[tokio::test]
 async fn the_conformance_suites_auth_scenarios_pass_through_mcp_chat_tools() {
@@ -782,6 +784,11 @@ if "private_key_pem" in ctx:
     extra += ["--private-key-env", "CONFORMANCE_PRIVATE_KEY"]
 if "signing_algorithm" in ctx:
     extra += ["--signing-alg", ctx["signing_algorithm"]]
+if "idp_id_token" in ctx:
+    os.environ["CONFORMANCE_ID_TOKEN"] = ctx["idp_id_token"]
+    extra += ["--id-token-env", "CONFORMANCE_ID_TOKEN", "--idp-issuer", ctx["idp_issuer"],
+              "--idp-token-endpoint", ctx["idp_token_endpoint"],
+              "--idp-client-id", ctx["idp_client_id"]]
 args = args[:-2] + extra + args[-2:]
 os.execv(args[0], args)
 "#,
@@ -820,6 +827,11 @@ os.execv(args[0], args)
         (
             "auth/client-credentials-basic",
             "--grant client_credentials",
+        ),
+        ("auth/client-credentials-jwt", "--grant client_credentials"),
+        (
+            "auth/cross-app-access-complete-flow",
+            "--grant enterprise_managed",
         ),
     ] {
         let out = tokio::process::Command::new(&node)

@@ -12,7 +12,8 @@ use super::login;
 use clap::{Args, Subcommand};
 use mcp_chat::{
     config::{
-        McpConfig, McpServerConfig, McpTransportConfig, OAuthConfig, OAuthGrant, ServersConfig,
+        EnterpriseConfig, McpConfig, McpServerConfig, McpTransportConfig, OAuthConfig, OAuthGrant,
+        ServersConfig,
     },
     mcp::{McpHub, ToolHub, oauth::TokenVault},
 };
@@ -79,8 +80,20 @@ pub struct OAuthArgs {
     /// The JWT's signing algorithm (RS256, RS384, RS512, ES256, ES384; default RS256).
     #[arg(long, value_name = "ALG", global = true)]
     pub signing_alg: Option<String>,
-    /// `authorization_code` (a person signs in) or `client_credentials` (machine to machine).
-    #[arg(long, default_value = "authorization_code", value_parser = ["authorization_code", "client_credentials"], global = true)]
+    /// Enterprise-managed authorization (`--grant enterprise_managed`): the identity
+    /// provider's issuer, token endpoint, this client's id there, and the variable holding
+    /// the user's ID token.
+    #[arg(long, value_name = "URL", global = true)]
+    pub idp_issuer: Option<String>,
+    #[arg(long, value_name = "URL", global = true)]
+    pub idp_token_endpoint: Option<String>,
+    #[arg(long, value_name = "ID", global = true)]
+    pub idp_client_id: Option<String>,
+    #[arg(long, value_name = "VAR", global = true)]
+    pub id_token_env: Option<String>,
+    /// `authorization_code` (a person signs in), `client_credentials` (machine to machine)
+    /// or `enterprise_managed` (an enterprise ID token, exchanged).
+    #[arg(long, default_value = "authorization_code", value_parser = ["authorization_code", "client_credentials", "enterprise_managed"], global = true)]
     pub grant: String,
 }
 
@@ -105,11 +118,39 @@ impl OAuthArgs {
                     .ok_or_else(|| format!("--private-key-env names {var}, which is not set"))?,
             ),
         };
-        let grant = if self.grant == "client_credentials" {
-            OAuthGrant::ClientCredentials
-        } else {
-            OAuthGrant::AuthorizationCode
+        let grant = match self.grant.as_str() {
+            "client_credentials" => OAuthGrant::ClientCredentials,
+            "enterprise_managed" => OAuthGrant::EnterpriseManaged,
+            _ => OAuthGrant::AuthorizationCode,
         };
+        let enterprise = match (
+            &self.idp_issuer,
+            &self.idp_token_endpoint,
+            &self.idp_client_id,
+            &self.id_token_env,
+        ) {
+            (Some(issuer), Some(endpoint), Some(client), Some(var)) => Some(EnterpriseConfig {
+                idp_issuer: issuer.clone(),
+                idp_token_endpoint: endpoint.clone(),
+                idp_client_id: client.clone(),
+                id_token_env: var.clone(),
+                id_token: std::env::var(var)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| format!("--id-token-env names {var}, which is not set"))?,
+            }),
+            (None, None, None, None) => None,
+            _ => {
+                return Err(
+                    "--idp-issuer, --idp-token-endpoint, --idp-client-id and --id-token-env go together".into(),
+                );
+            }
+        };
+        if (grant == OAuthGrant::EnterpriseManaged) != enterprise.is_some() {
+            return Err(
+                "--grant enterprise_managed needs --idp-issuer, --idp-token-endpoint, --idp-client-id and --id-token-env".into(),
+            );
+        }
         if grant == OAuthGrant::ClientCredentials
             && (self.client_id.is_none() || (client_secret.is_none() && private_key.is_none()))
         {
@@ -127,6 +168,7 @@ impl OAuthArgs {
             private_key,
             private_key_env: self.private_key_env.clone(),
             signing_alg: self.signing_alg.clone(),
+            enterprise,
             redirect_port: 0,
         })
     }

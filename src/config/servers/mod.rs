@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::{ConfigError, redacted_url};
 
 mod oauth;
-pub use oauth::{OAuthConfig, OAuthGrant};
+pub use oauth::{EnterpriseConfig, OAuthConfig, OAuthGrant};
 use oauth::{RawAuth, resolve_auth};
 
 /// The resolved MCP servers, in name order.

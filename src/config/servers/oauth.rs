@@ -9,7 +9,8 @@ use super::McpTransportConfig;
 pub const SIGNING_ALGS: &[&str] = &["RS256", "RS384", "RS512", "ES256", "ES384"];
 
 /// `"auth": {"type": "oauth", "grant"?, "client_id"?, "client_secret_env"?, "scopes"?,
-/// "client_metadata_url"?, "private_key_env"?, "signing_alg"?, "redirect_port"?}` of a remote server. `Debug` redacts the secret.
+/// "client_metadata_url"?, "private_key_env"?, "signing_alg"?, "enterprise"?,
+/// "redirect_port"?}` of a remote server. `Debug` redacts the secret, key and ID token.
 #[derive(Clone, PartialEq)]
 pub struct OAuthConfig {
     pub grant: OAuthGrant,
@@ -32,9 +33,40 @@ pub struct OAuthConfig {
     pub private_key_env: Option<String>,
     /// The JWT's signing algorithm: `RS256` (default), `RS384`, `RS512`, `ES256`, `ES384`.
     pub signing_alg: Option<String>,
+    /// Grant `enterprise_managed`: the enterprise identity provider whose ID token is
+    /// exchanged for the server's access token.
+    pub enterprise: Option<EnterpriseConfig>,
     /// The loopback port `mcp-chat auth login` receives the code on (0: any free port; a
     /// pre-registered client needs the port of its registered redirect URI).
     pub redirect_port: u16,
+}
+
+/// `"enterprise": {"idp_issuer", "idp_token_endpoint", "idp_client_id", "id_token_env"}`:
+/// enterprise-managed authorization (SEP-990). The user's ID token from the identity
+/// provider is exchanged there (RFC 8693) for an ID-JAG, which the server's authorization
+/// server takes as a JWT bearer grant (RFC 7523) from the pre-registered client.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterpriseConfig {
+    pub idp_issuer: String,
+    pub idp_token_endpoint: String,
+    pub idp_client_id: String,
+    /// The variable holding the ID token.
+    pub id_token_env: String,
+    /// The ID token, read from `id_token_env`.
+    #[serde(skip)]
+    pub id_token: String,
+}
+
+impl std::fmt::Debug for EnterpriseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnterpriseConfig")
+            .field("idp_issuer", &self.idp_issuer)
+            .field("idp_token_endpoint", &self.idp_token_endpoint)
+            .field("idp_client_id", &self.idp_client_id)
+            .field("id_token_env", &self.id_token_env)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a server's tokens are obtained.
@@ -44,6 +76,8 @@ pub enum OAuthGrant {
     AuthorizationCode,
     /// Machine to machine: the client's own credentials, no person.
     ClientCredentials,
+    /// An enterprise identity provider's ID token, exchanged (`enterprise`).
+    EnterpriseManaged,
 }
 
 impl OAuthGrant {
@@ -51,6 +85,7 @@ impl OAuthGrant {
         match self {
             Self::AuthorizationCode => "authorization_code",
             Self::ClientCredentials => "client_credentials",
+            Self::EnterpriseManaged => "enterprise_managed",
         }
     }
 }
@@ -73,6 +108,7 @@ impl std::fmt::Debug for OAuthConfig {
             )
             .field("private_key_env", &self.private_key_env)
             .field("signing_alg", &self.signing_alg)
+            .field("enterprise", &self.enterprise)
             .field("redirect_port", &self.redirect_port)
             .finish()
     }
@@ -91,6 +127,7 @@ pub(super) struct RawAuth {
     client_metadata_url: Option<String>,
     private_key_env: Option<String>,
     signing_alg: Option<String>,
+    enterprise: Option<EnterpriseConfig>,
     redirect_port: Option<u16>,
 }
 
@@ -126,9 +163,10 @@ pub(super) fn resolve_auth(
     let grant = match raw.grant.as_deref() {
         None | Some("authorization_code") => OAuthGrant::AuthorizationCode,
         Some("client_credentials") => OAuthGrant::ClientCredentials,
+        Some("enterprise_managed") => OAuthGrant::EnterpriseManaged,
         Some(other) => {
             return Err(format!(
-                "\"grant\" is {other:?}: expected \"authorization_code\" or \"client_credentials\""
+                "\"grant\" is {other:?}: expected \"authorization_code\", \"client_credentials\" or \"enterprise_managed\""
             ));
         }
     };
@@ -172,6 +210,30 @@ pub(super) fn resolve_auth(
             "grant \"client_credentials\" needs \"client_id\" and \"client_secret_env\" (or \"private_key_env\")".into(),
         );
     }
+    let enterprise = match raw.enterprise {
+        Some(mut e) => {
+            e.id_token = lookup(&e.id_token_env)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "\"enterprise.id_token_env\" names {}, which is not set",
+                        e.id_token_env
+                    )
+                })?;
+            Some(e)
+        }
+        None => None,
+    };
+    if (grant == OAuthGrant::EnterpriseManaged) != enterprise.is_some() {
+        return Err("grant \"enterprise_managed\" and \"enterprise\" go together".into());
+    }
+    if grant == OAuthGrant::EnterpriseManaged
+        && (raw.client_id.is_none() || client_secret.is_none())
+    {
+        return Err(
+            "grant \"enterprise_managed\" needs \"client_id\" and \"client_secret_env\" (the client pre-registered at the server's authorization server)".into(),
+        );
+    }
     if let Some(url) = &raw.client_metadata_url
         && !reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && u.path() != "/")
     {
@@ -189,6 +251,7 @@ pub(super) fn resolve_auth(
         private_key,
         private_key_env: raw.private_key_env,
         signing_alg: raw.signing_alg,
+        enterprise,
         redirect_port: raw.redirect_port.unwrap_or(0),
     })
 }
@@ -251,5 +314,35 @@ mod tests {
         }))
         .unwrap_err();
         assert!(code.contains("client_credentials"), "{code}");
+    }
+
+    #[test]
+    fn an_enterprise_managed_server_reads_its_id_token_and_never_shows_it() {
+        let text = serde_json::json!({"mcpServers": {"docs": {
+            "url": "https://docs.example.com/mcp",
+            "auth": {"type": "oauth", "grant": "enterprise_managed",
+                     "client_id": "mcp-chat", "client_secret_env": "DOCS_SECRET",
+                     "enterprise": {"idp_issuer": "https://idp.example.com",
+                                    "idp_token_endpoint": "https://idp.example.com/token",
+                                    "idp_client_id": "mcp-chat-idp",
+                                    "id_token_env": "DOCS_ID_TOKEN"}},
+        }}})
+        .to_string();
+        let lookup = |var: &str| match var {
+            "DOCS_SECRET" => Some("the-secret".to_string()),
+            "DOCS_ID_TOKEN" => Some("eyJ.the-id-token.sig".to_string()),
+            _ => None,
+        };
+        let config = ServersConfig::parse(&text, &lookup).unwrap();
+        let auth = config.servers[0].auth.clone().unwrap();
+        assert_eq!(auth.enterprise.unwrap().id_token, "eyJ.the-id-token.sig");
+        let shown = format!("{:?}{}", config.servers[0].auth, config.to_redacted_toml());
+        assert!(
+            !shown.contains("the-id-token") && !shown.contains("the-secret"),
+            "{shown}"
+        );
+        let mismatched = text.replace("enterprise_managed", "client_credentials");
+        let err = ServersConfig::parse(&mismatched, &lookup).unwrap_err();
+        assert!(err.contains("enterprise_managed"), "{err}");
     }
 }

@@ -84,20 +84,23 @@ async fn same_origin_root_metadata(
 mod tests {
     use super::*;
 
-    /// Serves `metadata(base)` at the root metadata path; the server's base URL.
+    /// Answers every request with `metadata(base)` as JSON (a bare HTTP/1.1 responder: this
+    /// layer does not use the HTTP server crates); the server's base URL.
     async fn serve(metadata: impl Fn(&str) -> serde_json::Value) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let body = metadata(&base);
-        let app = axum::Router::new().route(
-            "/.well-known/oauth-authorization-server",
-            axum::routing::get(move || {
-                let body = body.clone();
-                async move { axum::Json(body) }
-            }),
-        );
+        let body = metadata(&base).to_string();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
         });
         base
     }

@@ -20,6 +20,7 @@
 
 pub mod cipher;
 pub mod discovery;
+mod enterprise;
 pub mod vault;
 
 use std::{sync::Arc, time::Duration};
@@ -189,12 +190,15 @@ pub async fn connect(
     let mut manager = manager(name, url).await?;
     manager.set_credential_store(vault.credentials(name, url));
     let entry = vault.load(name, url).await?;
-    if entry.as_ref().is_some_and(VaultEntry::has_token)
-        || auth.grant == OAuthGrant::ClientCredentials
+    let metadata = if entry.as_ref().is_some_and(VaultEntry::has_token)
+        || auth.grant != OAuthGrant::AuthorizationCode
     {
         let found = discover(&manager, http, name, url, None).await?;
-        manager.set_metadata(found.metadata);
-    }
+        manager.set_metadata(found.metadata.clone());
+        Some(found.metadata)
+    } else {
+        None
+    };
     match auth.grant {
         OAuthGrant::AuthorizationCode => {
             let needs_login = || OAuthError::NeedsLogin {
@@ -230,6 +234,25 @@ pub async fn connect(
                 .get_access_token()
                 .await
                 .map_err(|e| classify(name, e))?;
+            Ok(Authorized {
+                client: AuthClient::new(TracingHttpClient(http.clone()), manager),
+                renewal: None,
+            })
+        }
+        OAuthGrant::EnterpriseManaged => {
+            let (Some(enterprise), Some(metadata)) = (&auth.enterprise, &metadata) else {
+                return Err(OAuthError::Unsupported(
+                    "grant enterprise_managed needs its \"enterprise\" settings".into(),
+                ));
+            };
+            let now = now_secs();
+            let valid = entry.as_ref().filter(|e| e.has_token()).is_some_and(|e| {
+                e.expires_at()
+                    .is_none_or(|at| at > now + RENEW_BEFORE.as_secs())
+            });
+            if !valid {
+                enterprise::exchange(vault, name, url, auth, enterprise, metadata).await?;
+            }
             Ok(Authorized {
                 client: AuthClient::new(TracingHttpClient(http.clone()), manager),
                 renewal: None,
