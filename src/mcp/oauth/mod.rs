@@ -10,13 +10,17 @@
 //!   client-credentials token renewed before it expires.
 //! - the binary's `cli/login.rs` is the authorization-code flow for an operator
 //!   (`mcp-chat auth login`): browser, loopback redirect listener, token exchange.
+//! - `enterprise.rs` is grant `enterprise_managed` (SEP-990): an enterprise ID token
+//!   exchanged for an ID-JAG, and that for the server's access token.
 //! - `discovery.rs` finds the authorization server (rmcp's discovery, and the 2025-03-26
 //!   metadata at the server's own origin).
 //! - `vault.rs` keeps every server's client and tokens sealed (`cipher.rs`) in the session
 //!   store, shared by the replicas.
 //!
 //! Tokens never reach a log line or a span: rmcp's and oauth2's types redact them in
-//! `Debug`, and the errors here name servers and settings, never values.
+//! `Debug`, the errors here name servers and settings, never values, and the log filters
+//! hold `rmcp::transport::auth` (which logs the authorization code at debug) at `info`
+//! (`telemetry::guard_secrets`).
 
 pub mod cipher;
 pub mod discovery;
