@@ -15,6 +15,8 @@
 //! `MCP_CHAT_E2E_REQUIRED=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "support/oauth_pinger.rs"]
+mod oauth_pinger;
 #[path = "support/oauth_server.rs"]
 mod oauth_server;
 

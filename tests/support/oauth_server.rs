@@ -6,7 +6,7 @@
 //!   for the authorization-code grant (PKCE S256 checked) and for refreshes. Every refresh
 //!   rotates the refresh token; presenting a spent one is counted as reuse and revokes the
 //!   whole grant, as real servers do. Access tokens live `access_ttl` seconds.
-//! - Protected resource: RFC 9728 metadata and an MCP server at `/mcp` (tool `ping`) that
+//! - Protected resource: RFC 9728 metadata and an MCP server at `/mcp` (`oauth_pinger.rs`) that
 //!   answers 401 with a `WWW-Authenticate` challenge to a missing, unknown, expired or
 //!   revoked token; the same MCP server without protection at `/public/mcp`.
 //! - Controls: [`OAuthServer::delay_refreshes`] (concurrent refreshes overlap),
@@ -31,20 +31,14 @@ use axum::{
     routing::{get, post},
 };
 use base64::Engine as _;
-use rmcp::{
-    ErrorData, RoleServer, ServerHandler,
-    model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
-        PaginatedRequestParams, ServerCapabilities, ServerConfig as ServerInfo, Tool,
-    },
-    service::RequestContext,
-    transport::{
-        StreamableHttpServerConfig, StreamableHttpService,
-        streamable_http_server::session::local::LocalSessionManager,
-    },
+use rmcp::transport::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    streamable_http_server::session::local::LocalSessionManager,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::oauth_pinger::Pinger;
 
 /// What the authorization server saw.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -382,35 +376,4 @@ async fn guard(State(s): State<Arc<Shared>>, request: Request, next: Next) -> Re
         Json(json!({"error": "invalid_token"})),
     )
         .into_response()
-}
-
-/// The MCP server: one tool, `ping`, answering `pong`.
-#[derive(Clone)]
-struct Pinger;
-
-impl ServerHandler for Pinger {
-    fn get_info(&self) -> ServerInfo {
-        ServerInfo::new(ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let schema = serde_json::from_value(json!({"type": "object"})).unwrap();
-        Ok(ListToolsResult::with_all_items(vec![Tool::new(
-            "ping",
-            "Answers pong",
-            Arc::new(schema),
-        )]))
-    }
-
-    async fn call_tool(
-        &self,
-        _request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        Ok(CallToolResult::success(vec![ContentBlock::text("pong")]).into())
-    }
 }
