@@ -725,11 +725,17 @@ async fn the_conformance_suites_client_scenarios_pass_through_mcp_chat_tools() {
     }
 }
 
-/// The conformance suite's `auth/*` client scenarios that pass through `mcp-chat tools
-/// --url`: the server answers 401, mcp-chat discovers, registers and authorizes in the
-/// "browser" (`$BROWSER`: a script that follows the authorization URL to mcp-chat's loopback
+/// The conformance suite's `auth/*` client scenarios through `mcp-chat tools --url`: the
+/// server answers 401, mcp-chat discovers, registers and authorizes in the "browser"
+/// (`$BROWSER`: a script that follows the authorization URL to mcp-chat's loopback
 /// redirect listener, as a browser would), exchanges the code and lists the tools with the
-/// token. The README lists every scenario with its result.
+/// token (`tools call remote test-tool` where a scenario refuses a tool call: the step-up
+/// ones). The suite's `MCP_CONFORMANCE_CONTEXT` (the pre-registered client's id, secret or
+/// private key and its algorithm, the enterprise identity provider and ID token) becomes
+/// `--client-id`, `--client-secret-env`, `--private-key-env`, `--signing-alg`,
+/// `--idp-issuer`, `--idp-token-endpoint`, `--idp-client-id` and `--id-token-env` through
+/// a wrapper script. The
+/// README lists every scenario with its result.
 #[tokio::test]
 async fn the_conformance_suites_auth_scenarios_pass_through_mcp_chat_tools() {
     let node_dir = deps().join("node/node_modules");
@@ -758,10 +764,45 @@ async fn the_conformance_suites_auth_scenarios_pass_through_mcp_chat_tools() {
         ),
     )
     .unwrap();
+    // `wrap COMMAND… --url URL`: the context's client id and secret as mcp-chat's flags.
+    let wrap = dir.path().join("wrap");
+    std::fs::write(
+        &wrap,
+        format!(
+            r#"#!{}
+import json, os, sys
+ctx = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{{}}")
+args = sys.argv[1:]
+extra = []
+if "client_id" in ctx:
+    extra += ["--client-id", ctx["client_id"]]
+if "client_secret" in ctx:
+    os.environ["CONFORMANCE_CLIENT_SECRET"] = ctx["client_secret"]
+    extra += ["--client-secret-env", "CONFORMANCE_CLIENT_SECRET"]
+if "private_key_pem" in ctx:
+    os.environ["CONFORMANCE_PRIVATE_KEY"] = ctx["private_key_pem"]
+    extra += ["--private-key-env", "CONFORMANCE_PRIVATE_KEY"]
+if "signing_algorithm" in ctx:
+    extra += ["--signing-alg", ctx["signing_algorithm"]]
+if "idp_id_token" in ctx:
+    os.environ["CONFORMANCE_ID_TOKEN"] = ctx["idp_id_token"]
+    extra += ["--id-token-env", "CONFORMANCE_ID_TOKEN", "--idp-issuer", ctx["idp_issuer"],
+              "--idp-token-endpoint", ctx["idp_token_endpoint"],
+              "--idp-client-id", ctx["idp_client_id"]]
+args = args[:-2] + extra + args[-2:]
+os.execv(args[0], args)
+"#,
+            python.display()
+        ),
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for script in [&browser, &wrap] {
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let bin = env!("CARGO_BIN_EXE_mcp-chat");
     let cimd = "--client-metadata-url https://conformance-test.local/client-metadata.json";
+    let call = "call remote test-tool {}";
     let mut failed = Vec::new();
     for (scenario, flags) in [
         ("auth/metadata-default", ""),
@@ -772,20 +813,33 @@ async fn the_conformance_suites_auth_scenarios_pass_through_mcp_chat_tools() {
         ("auth/scope-from-www-authenticate", ""),
         ("auth/scope-from-scopes-supported", ""),
         ("auth/scope-omitted-when-undefined", ""),
+        ("auth/scope-step-up", call),
+        ("auth/scope-retry-limit", call),
         ("auth/token-endpoint-auth-basic", ""),
         ("auth/token-endpoint-auth-post", ""),
         ("auth/token-endpoint-auth-none", ""),
+        ("auth/pre-registration", ""),
+        ("auth/2025-03-26-oauth-metadata-backcompat", ""),
         ("auth/2025-03-26-oauth-endpoint-fallback", ""),
         ("auth/resource-mismatch", ""),
         ("auth/offline-access-scope", cimd),
         ("auth/offline-access-not-supported", ""),
+        (
+            "auth/client-credentials-basic",
+            "--grant client_credentials",
+        ),
+        ("auth/client-credentials-jwt", "--grant client_credentials"),
+        (
+            "auth/cross-app-access-complete-flow",
+            "--grant enterprise_managed",
+        ),
     ] {
         let out = tokio::process::Command::new(&node)
             .arg(&suite)
             .args([
                 "client",
                 "--command",
-                &format!("{bin} tools --json {flags} --url"),
+                &format!("{} {bin} tools --json {flags} --url", wrap.display()),
             ])
             .args(["--scenario", scenario, "--timeout", "60000"])
             .env("NO_COLOR", "1")

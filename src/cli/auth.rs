@@ -171,12 +171,17 @@ async fn login_server(config: &Config, name: &str, browser: bool) -> Result<(), 
             ));
             Ok(())
         }
-        OAuthGrant::ClientCredentials => {
+        OAuthGrant::ClientCredentials | OAuthGrant::EnterpriseManaged => {
             mcp_chat::mcp::oauth::connect(&vault, name, url, auth, &http)
                 .await
                 .map_err(|e: OAuthError| format!("{name}: {e}"))?;
             say(&format!(
-                "{name}: the client credentials were accepted; the service gets its own tokens with them"
+                "{name}: the {} were accepted; the service gets its own tokens with them",
+                if auth.grant == OAuthGrant::ClientCredentials {
+                    "client credentials"
+                } else {
+                    "enterprise ID token and client credentials"
+                }
             ));
             Ok(())
         }

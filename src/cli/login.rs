@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use mcp_chat::{
     config::OAuthConfig,
     mcp::oauth::{
-        ClientRecord, OAuthError, TokenVault, VaultEntry, classify, manager, require_pkce,
+        ClientRecord, OAuthError, TokenVault, VaultEntry, classify, discover, manager, require_pkce,
     },
 };
 
@@ -93,10 +93,7 @@ pub async fn login(
     };
     let mut manager = manager(name, url).await?;
     manager.set_credential_store(vault.credentials(name, url));
-    let resolution = manager
-        .resolve_metadata_from_challenge(challenge.as_deref())
-        .await
-        .map_err(|e| classify(name, e))?;
+    let resolution = discover(&manager, http, name, url, challenge.as_deref()).await?;
     require_pkce(&resolution.metadata, resolution.source)?;
     let supports_cimd = resolution
         .metadata

@@ -9,6 +9,7 @@
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
 use super::login;
+pub use super::oauth_args::OAuthArgs;
 use clap::{Args, Subcommand};
 use mcp_chat::{
     config::{
@@ -54,63 +55,6 @@ pub enum ToolsAction {
         #[arg(default_value = "{}")]
         arguments: String,
     },
-}
-
-/// The OAuth client of `--url` (a configured server has its own in servers_config.json).
-#[derive(Args, Clone, Default)]
-pub struct OAuthArgs {
-    /// A pre-registered OAuth client id.
-    #[arg(long, global = true)]
-    pub client_id: Option<String>,
-    /// The variable holding the pre-registered client's secret.
-    #[arg(long, value_name = "VAR", global = true)]
-    pub client_secret_env: Option<String>,
-    /// Scopes to ask for (repeatable); default: what the server's challenge and metadata say.
-    #[arg(long = "scope", value_name = "SCOPE", global = true)]
-    pub scopes: Vec<String>,
-    /// This client's metadata document (an https URL), used as its client id where the
-    /// authorization server supports it.
-    #[arg(long, value_name = "URL", global = true)]
-    pub client_metadata_url: Option<String>,
-    /// `authorization_code` (a person signs in) or `client_credentials` (machine to machine).
-    #[arg(long, default_value = "authorization_code", value_parser = ["authorization_code", "client_credentials"], global = true)]
-    pub grant: String,
-}
-
-impl OAuthArgs {
-    /// The `auth` of the `--url` server; the secret's variable must be set.
-    pub fn config(&self) -> Result<OAuthConfig, String> {
-        let client_secret = match &self.client_secret_env {
-            None => None,
-            Some(var) => Some(
-                std::env::var(var)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| format!("--client-secret-env names {var}, which is not set"))?,
-            ),
-        };
-        let grant = if self.grant == "client_credentials" {
-            OAuthGrant::ClientCredentials
-        } else {
-            OAuthGrant::AuthorizationCode
-        };
-        if grant == OAuthGrant::ClientCredentials
-            && (self.client_id.is_none() || client_secret.is_none())
-        {
-            return Err(
-                "--grant client_credentials needs --client-id and --client-secret-env".into(),
-            );
-        }
-        Ok(OAuthConfig {
-            grant,
-            client_id: self.client_id.clone(),
-            client_secret,
-            client_secret_env: self.client_secret_env.clone(),
-            scopes: self.scopes.clone(),
-            client_metadata_url: self.client_metadata_url.clone(),
-            redirect_port: 0,
-        })
-    }
 }
 
 /// The server set of `--url URL`.
@@ -172,7 +116,14 @@ pub fn run(
                         .servers()
                         .iter()
                         .any(|s| s.name == server.name && s.state == "needs_auth")
-                    && !authorize(&hub, server, auth, None, mcp.startup_timeout).await
+                    && !authorize(
+                        &hub,
+                        server,
+                        auth,
+                        hub.take_challenge(&server.name),
+                        mcp.startup_timeout,
+                    )
+                    .await
                 {
                     hub.shutdown().await;
                     return ExitCode::from(1);
@@ -254,8 +205,7 @@ async fn authorize(
             }
         }
     }
-    hub.retry_auth(&server.name);
-    let ready = hub.wait_ready(&server.name, wait).await;
+    let ready = hub.retry_auth_and_wait(&server.name, wait).await;
     if !ready {
         let state = hub.servers().into_iter().find(|s| s.name == server.name);
         eprintln!(

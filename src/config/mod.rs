@@ -23,7 +23,9 @@ pub use error::{ConfigError, Problem};
 pub use hosts::HostPattern;
 pub use keys::{KeyAccess, KeyConfig};
 pub use load::{Overrides, load};
-pub use servers::{McpServerConfig, McpTransportConfig, OAuthConfig, OAuthGrant, ServersConfig};
+pub use servers::{
+    EnterpriseConfig, McpServerConfig, McpTransportConfig, OAuthConfig, OAuthGrant, ServersConfig,
+};
 pub use validate::decode_token_key;
 
 /// The whole configuration of one process.

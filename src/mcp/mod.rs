@@ -394,23 +394,37 @@ impl McpHub {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Waits until `server` is ready, at most `bound`; whether it is.
-    pub async fn wait_ready(&self, server: &str, bound: Duration) -> bool {
+    /// Has `server` look for credentials now (after a login stored some) and waits for
+    /// that attempt's outcome, at most `bound`: whether it is ready. A ready server stays
+    /// as it is (its connection reads the new tokens from the vault on its next request).
+    pub async fn retry_auth_and_wait(&self, server: &str, bound: Duration) -> bool {
         let Some(slot) = self.shared.slots.iter().find(|s| s.config.name == server) else {
             return false;
         };
+        if slot.status().state == "ready" {
+            return true;
+        }
         let mut rx = slot.changed.subscribe();
-        let ready = tokio::time::timeout(bound, async {
+        rx.borrow_and_update();
+        slot.retry.notify_one();
+        let outcome = tokio::time::timeout(bound, async {
             loop {
-                if slot.status().state == "ready" {
-                    return true;
-                }
                 if rx.changed().await.is_err() {
                     return false;
                 }
+                match slot.status().state {
+                    // The status changes just before the supervisor rebuilds the tool
+                    // index: rebuilt here too, so a call right after finds the tools.
+                    "ready" => {
+                        self.shared.rebuild_index();
+                        return true;
+                    }
+                    "needs_auth" | "failed" | "stopped" => return false,
+                    _ => {}
+                }
             }
         });
-        ready.await.unwrap_or(false)
+        outcome.await.unwrap_or(false)
     }
 
     /// Calls `tool` on `server` by their own names (bypassing the exposed names), for

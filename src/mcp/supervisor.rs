@@ -139,22 +139,36 @@ async fn supervise(shared: &Arc<Shared>, slot: &Arc<Slot>, stop: &CancellationTo
             let listed = match transport::negotiated_version(conn.service.peer()) {
                 Ok(version) => {
                     tracing::debug!(server = %name, protocol_version = %version, "MCP handshake done");
-                    list_tools(
+                    list_tools_or_challenge(
                         conn.service.peer(),
                         slot.config.allowed_tools.as_deref(),
                         &slot.config.disabled_tools,
                     )
                     .await
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err((e.to_string(), None)),
             };
             match listed {
                 Ok(tools) => Ok((conn, tools)),
-                Err(e) => {
+                Err((e, challenge)) => {
                     if let Some(child) = conn.child.take() {
                         child.stop().await;
                     }
-                    Err(Failed::Other(e))
+                    match challenge {
+                        // Initialized without a token, then refused (or refused a scope):
+                        // the server waits for authorization; its challenge is kept for
+                        // the login.
+                        Some(challenge) => {
+                            let why = format!(
+                                "the server asks for authorization ({}); run `mcp-chat auth login {name}`",
+                                transport::challenge_summary(&challenge)
+                            );
+                            *slot.challenge.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(challenge);
+                            Err(Failed::NeedsAuth(why))
+                        }
+                        None => Err(Failed::Other(e)),
+                    }
                 }
             }
         };
@@ -319,10 +333,24 @@ pub(super) async fn list_tools(
     allowed: Option<&[String]>,
     disabled: &[String],
 ) -> Result<Vec<ListedTool>, String> {
-    let tools = peer
-        .list_all_tools()
+    list_tools_or_challenge(peer, allowed, disabled)
         .await
-        .map_err(|e| format!("tools/list failed: {e}"))?;
+        .map_err(|(e, _)| e)
+}
+
+/// [`list_tools`]; a refusal for want of authorization also gives the server's
+/// `WWW-Authenticate` challenge.
+async fn list_tools_or_challenge(
+    peer: &Peer<RoleClient>,
+    allowed: Option<&[String]>,
+    disabled: &[String],
+) -> Result<Vec<ListedTool>, (String, Option<String>)> {
+    let tools = peer.list_all_tools().await.map_err(|e| {
+        (
+            format!("tools/list failed: {e}"),
+            e.auth_challenge().map(str::to_string),
+        )
+    })?;
     Ok(tools
         .into_iter()
         .filter(|t| {

@@ -238,7 +238,7 @@ pub(super) async fn remote(
 
 /// What a `WWW-Authenticate` challenge asks for, without its parameters' noise: its
 /// `error` and `scope` when given.
-fn challenge_summary(challenge: &str) -> String {
+pub(super) fn challenge_summary(challenge: &str) -> String {
     let Ok(base) = reqwest::Url::parse("http://localhost/") else {
         return "HTTP 401".into();
     };

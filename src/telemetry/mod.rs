@@ -2,6 +2,8 @@
 //!
 //! - Logs: a `tracing` subscriber with the filter from `RUST_LOG` (else `log.level`) and
 //!   text or JSON lines (`log.format`), on stderr so stdout stays for command output.
+//!   Targets that would log OAuth secrets at debug level are capped at `info`
+//!   ([`guard_secrets`]).
 //! - Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
 //!   set, spans go to an OTLP collector through `tracing-opentelemetry`; the standard
 //!   `OTEL_*` variables apply (service name, protocol `grpc` or `http/protobuf`, headers,
@@ -48,11 +50,31 @@ impl Telemetry {
 }
 
 fn filter(log: &LogConfig) -> EnvFilter {
-    std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<EnvFilter>().ok())
-        .or_else(|| log.level.parse::<EnvFilter>().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"))
+    guard_secrets(
+        std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| v.parse::<EnvFilter>().ok())
+            .or_else(|| log.level.parse::<EnvFilter>().ok())
+            .unwrap_or_else(|| EnvFilter::new("info")),
+    )
+}
+
+/// Targets whose debug output carries OAuth secrets: rmcp's OAuth client logs the
+/// authorization code it exchanges at debug level. They are held at `info` whatever
+/// `RUST_LOG` says (a directive for the same target in `RUST_LOG` is overridden).
+const SECRET_BEARING_TARGETS: &[&str] = &["rmcp::transport::auth"];
+
+/// `filter` with every [`SECRET_BEARING_TARGETS`] capped at `info`, so no level of
+/// logging prints a token or an authorization code.
+pub fn guard_secrets(filter: EnvFilter) -> EnvFilter {
+    SECRET_BEARING_TARGETS
+        .iter()
+        .fold(filter, |filter, target| {
+            match format!("{target}=info").parse() {
+                Ok(directive) => filter.add_directive(directive),
+                Err(_) => filter,
+            }
+        })
 }
 
 /// Installs logging only (command-line tools and tests).

@@ -21,6 +21,10 @@ use serde::Deserialize;
 
 use super::{ConfigError, redacted_url};
 
+mod oauth;
+pub use oauth::{EnterpriseConfig, OAuthConfig, OAuthGrant};
+use oauth::{RawAuth, resolve_auth};
+
 /// The resolved MCP servers, in name order.
 #[derive(Debug, Clone, Default)]
 pub struct ServersConfig {
@@ -49,63 +53,6 @@ pub struct McpServerConfig {
     pub sampling: bool,
     /// OAuth 2.1 to a remote server (`"auth": {"type": "oauth", …}`).
     pub auth: Option<OAuthConfig>,
-}
-
-/// `"auth": {"type": "oauth", "grant"?, "client_id"?, "client_secret_env"?, "scopes"?,
-/// "client_metadata_url"?, "redirect_port"?}` of a remote server. `Debug` redacts the secret.
-#[derive(Clone, PartialEq)]
-pub struct OAuthConfig {
-    pub grant: OAuthGrant,
-    /// A pre-registered client; without one the client registers itself (a Client ID
-    /// Metadata Document when `client_metadata_url` is set and the server supports it,
-    /// else dynamic client registration).
-    pub client_id: Option<String>,
-    /// The pre-registered client's secret, read from the variable `client_secret_env` names.
-    pub client_secret: Option<String>,
-    /// The variable the secret came from (for messages and `check-config`).
-    pub client_secret_env: Option<String>,
-    /// Scopes to ask for; empty: the server's challenge, then its metadata, decide.
-    pub scopes: Vec<String>,
-    /// An HTTPS URL of this client's metadata document (SEP-991), used as its client id.
-    pub client_metadata_url: Option<String>,
-    /// The loopback port `mcp-chat auth login` receives the code on (0: any free port; a
-    /// pre-registered client needs the port of its registered redirect URI).
-    pub redirect_port: u16,
-}
-
-/// How a server's tokens are obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OAuthGrant {
-    /// A person signs in once (`mcp-chat auth login SERVER`); refreshed from then on.
-    AuthorizationCode,
-    /// Machine to machine: the client's own credentials, no person.
-    ClientCredentials,
-}
-
-impl OAuthGrant {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AuthorizationCode => "authorization_code",
-            Self::ClientCredentials => "client_credentials",
-        }
-    }
-}
-
-impl std::fmt::Debug for OAuthConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthConfig")
-            .field("grant", &self.grant)
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("client_secret_env", &self.client_secret_env)
-            .field("scopes", &self.scopes)
-            .field("client_metadata_url", &self.client_metadata_url)
-            .field("redirect_port", &self.redirect_port)
-            .finish()
-    }
 }
 
 /// How to reach a server. `Debug` redacts env and header values and URL passwords.
@@ -252,20 +199,6 @@ struct RawServer {
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    #[serde(rename = "type")]
-    kind: String,
-    grant: Option<String>,
-    client_id: Option<String>,
-    client_secret_env: Option<String>,
-    #[serde(default)]
-    scopes: Vec<String>,
-    client_metadata_url: Option<String>,
-    redirect_port: Option<u16>,
-}
-
 impl ServersConfig {
     /// Reads and resolves the file. `lookup` finds `${VAR}` values.
     pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -347,6 +280,9 @@ impl ServersConfig {
                 }
                 if let Some(var) = &auth.client_secret_env {
                     out.push_str(&format!(", client secret from ${var} (redacted)"));
+                }
+                if let Some(var) = &auth.private_key_env {
+                    out.push_str(&format!(", private key from ${var} (redacted)"));
                 }
                 if !auth.scopes.is_empty() {
                     out.push_str(&format!(", scopes = {:?}", auth.scopes));
@@ -459,83 +395,6 @@ fn resolve(
         required: raw.required,
         sampling: raw.sampling.unwrap_or(true),
         auth,
-    })
-}
-
-fn resolve_auth(
-    raw: RawAuth,
-    transport: &McpTransportConfig,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<OAuthConfig, String> {
-    if !raw.kind.eq_ignore_ascii_case("oauth") {
-        return Err(format!("\"type\" is {:?}: expected \"oauth\"", raw.kind));
-    }
-    match transport {
-        McpTransportConfig::StreamableHttp { headers, .. }
-        | McpTransportConfig::Http { headers, .. } => {
-            if headers
-                .keys()
-                .any(|h| h.eq_ignore_ascii_case("authorization"))
-            {
-                return Err(
-                    "the server has an \"Authorization\" header too: give one or the other".into(),
-                );
-            }
-        }
-        McpTransportConfig::Sse { .. } => {
-            return Err("OAuth needs the streamable HTTP transport (\"type\": \"http\" or \"streamable_http\"), not legacy SSE".into());
-        }
-        McpTransportConfig::Stdio { .. } => {
-            return Err(
-                "OAuth is for remote servers (a \"url\"); a stdio server is a local process".into(),
-            );
-        }
-    }
-    let grant = match raw.grant.as_deref() {
-        None | Some("authorization_code") => OAuthGrant::AuthorizationCode,
-        Some("client_credentials") => OAuthGrant::ClientCredentials,
-        Some(other) => {
-            return Err(format!(
-                "\"grant\" is {other:?}: expected \"authorization_code\" or \"client_credentials\""
-            ));
-        }
-    };
-    let client_secret = match &raw.client_secret_env {
-        None => None,
-        Some(var) => Some(
-            lookup(var)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("\"client_secret_env\" names {var}, which is not set"))?,
-        ),
-    };
-    if client_secret.is_some() && raw.client_id.is_none() {
-        return Err(
-            "\"client_secret_env\" needs a \"client_id\" (the pre-registered client it belongs to)"
-                .into(),
-        );
-    }
-    if grant == OAuthGrant::ClientCredentials
-        && (raw.client_id.is_none() || client_secret.is_none())
-    {
-        return Err(
-            "grant \"client_credentials\" needs \"client_id\" and \"client_secret_env\"".into(),
-        );
-    }
-    if let Some(url) = &raw.client_metadata_url
-        && !reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && u.path() != "/")
-    {
-        return Err(format!(
-            "\"client_metadata_url\" {url:?} is not an https URL with a path"
-        ));
-    }
-    Ok(OAuthConfig {
-        grant,
-        client_id: raw.client_id,
-        client_secret,
-        client_secret_env: raw.client_secret_env,
-        scopes: raw.scopes,
-        client_metadata_url: raw.client_metadata_url,
-        redirect_port: raw.redirect_port.unwrap_or(0),
     })
 }
 

@@ -10,13 +10,21 @@
 //!   client-credentials token renewed before it expires.
 //! - the binary's `cli/login.rs` is the authorization-code flow for an operator
 //!   (`mcp-chat auth login`): browser, loopback redirect listener, token exchange.
+//! - `enterprise.rs` is grant `enterprise_managed` (SEP-990): an enterprise ID token
+//!   exchanged for an ID-JAG, and that for the server's access token.
+//! - `discovery.rs` finds the authorization server (rmcp's discovery, and the 2025-03-26
+//!   metadata at the server's own origin).
 //! - `vault.rs` keeps every server's client and tokens sealed (`cipher.rs`) in the session
 //!   store, shared by the replicas.
 //!
 //! Tokens never reach a log line or a span: rmcp's and oauth2's types redact them in
-//! `Debug`, and the errors here name servers and settings, never values.
+//! `Debug`, the errors here name servers and settings, never values, and the log filters
+//! hold `rmcp::transport::auth` (which logs the authorization code at debug) at `info`
+//! (`telemetry::guard_secrets`).
 
 pub mod cipher;
+pub mod discovery;
+mod enterprise;
 pub mod vault;
 
 use std::{sync::Arc, time::Duration};
@@ -27,6 +35,7 @@ use rmcp::transport::{
 };
 use tokio::task::JoinHandle;
 
+pub use discovery::{Discovered, discover};
 pub use vault::{ClientRecord, TokenVault, VaultEntry};
 
 use super::trace::TracingHttpClient;
@@ -111,20 +120,49 @@ pub fn require_pkce(
     }
 }
 
-/// The configured client of a client-credentials server.
+/// The configured client of a client-credentials server: a secret, or a private key that
+/// signs a JWT assertion (RFC 7523).
 fn client_credentials(
     auth: &OAuthConfig,
     url: &str,
 ) -> Result<ClientCredentialsConfig, OAuthError> {
-    match (&auth.client_id, &auth.client_secret) {
-        (Some(client_id), Some(client_secret)) => Ok(ClientCredentialsConfig::ClientSecret {
-            client_id: client_id.clone(),
+    let Some(client_id) = auth.client_id.clone() else {
+        return Err(OAuthError::Unsupported(
+            "grant client_credentials needs client_id".into(),
+        ));
+    };
+    if let Some(key) = &auth.private_key {
+        use rmcp::transport::auth::JwtSigningAlgorithm as Alg;
+        let signing_algorithm = match auth.signing_alg.as_deref().unwrap_or("RS256") {
+            "RS256" => Alg::RS256,
+            "RS384" => Alg::RS384,
+            "RS512" => Alg::RS512,
+            "ES256" => Alg::ES256,
+            "ES384" => Alg::ES384,
+            other => {
+                return Err(OAuthError::Unsupported(format!(
+                    "signing algorithm {other:?} is not one of RS256, RS384, RS512, ES256, ES384"
+                )));
+            }
+        };
+        return Ok(ClientCredentialsConfig::PrivateKeyJwt {
+            client_id,
+            signing_key: key.as_bytes().to_vec(),
+            signing_algorithm,
+            token_endpoint_audience: None,
+            scopes: auth.scopes.clone(),
+            resource: Some(url.to_string()),
+        });
+    }
+    match &auth.client_secret {
+        Some(client_secret) => Ok(ClientCredentialsConfig::ClientSecret {
+            client_id,
             client_secret: client_secret.clone(),
             scopes: auth.scopes.clone(),
             resource: Some(url.to_string()),
         }),
-        _ => Err(OAuthError::Unsupported(
-            "grant client_credentials needs client_id and client_secret_env".into(),
+        None => Err(OAuthError::Unsupported(
+            "grant client_credentials needs client_secret_env or private_key_env".into(),
         )),
     }
 }
@@ -156,15 +194,15 @@ pub async fn connect(
     let mut manager = manager(name, url).await?;
     manager.set_credential_store(vault.credentials(name, url));
     let entry = vault.load(name, url).await?;
-    if entry.as_ref().is_some_and(VaultEntry::has_token)
-        || auth.grant == OAuthGrant::ClientCredentials
+    let metadata = if entry.as_ref().is_some_and(VaultEntry::has_token)
+        || auth.grant != OAuthGrant::AuthorizationCode
     {
-        let resolution = manager
-            .resolve_metadata()
-            .await
-            .map_err(|e| classify(name, e))?;
-        manager.set_metadata(resolution.metadata);
-    }
+        let found = discover(&manager, http, name, url, None).await?;
+        manager.set_metadata(found.metadata.clone());
+        Some(found.metadata)
+    } else {
+        None
+    };
     match auth.grant {
         OAuthGrant::AuthorizationCode => {
             let needs_login = || OAuthError::NeedsLogin {
@@ -205,6 +243,25 @@ pub async fn connect(
                 renewal: None,
             })
         }
+        OAuthGrant::EnterpriseManaged => {
+            let (Some(enterprise), Some(metadata)) = (&auth.enterprise, &metadata) else {
+                return Err(OAuthError::Unsupported(
+                    "grant enterprise_managed needs its \"enterprise\" settings".into(),
+                ));
+            };
+            let now = now_secs();
+            let valid = entry.as_ref().filter(|e| e.has_token()).is_some_and(|e| {
+                e.expires_at()
+                    .is_none_or(|at| at > now + RENEW_BEFORE.as_secs())
+            });
+            if !valid {
+                enterprise::exchange(vault, name, url, auth, enterprise, metadata).await?;
+            }
+            Ok(Authorized {
+                client: AuthClient::new(TracingHttpClient(http.clone()), manager),
+                renewal: None,
+            })
+        }
         OAuthGrant::ClientCredentials => {
             let config = client_credentials(auth, url)?;
             manager
@@ -218,10 +275,10 @@ pub async fn connect(
                 .as_ref()
                 .and_then(VaultEntry::expires_at)
                 .is_some_and(|at| at > now + RENEW_BEFORE.as_secs());
-            if !valid {
-                exchange(&manager, vault, name, url, &config).await?;
-            }
             let client = AuthClient::new(TracingHttpClient(http.clone()), manager);
+            if !valid {
+                exchange(&client.auth_manager, vault, name, url, &config).await?;
+            }
             let renewal = Renewal(tokio::spawn(renew(
                 client.auth_manager.clone(),
                 vault.clone(),
@@ -238,24 +295,34 @@ pub async fn connect(
 }
 
 /// One client-credentials token request, under the record's lock (so replicas take turns).
+///
+/// rmcp's exchange future is not `Send` when its private-key JWT support is built in (it
+/// holds a form serializer across an await), so it runs to completion on a blocking
+/// thread of the runtime.
 async fn exchange(
-    manager: &AuthorizationManager,
+    manager: &Arc<tokio::sync::Mutex<AuthorizationManager>>,
     vault: &Arc<TokenVault>,
     name: &str,
     url: &str,
     config: &ClientCredentialsConfig,
 ) -> Result<(), OAuthError> {
     let _lock = vault.lock(name, url).await?;
-    manager
-        .exchange_client_credentials(config)
-        .await
-        .map(drop)
-        .map_err(|e| match e {
-            AuthError::AuthorizationRequired => {
-                OAuthError::Refused("the client credentials were not accepted".into())
-            }
-            other => classify(name, other),
+    let (manager, config) = (manager.clone(), config.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            let manager = manager.lock().await;
+            manager.exchange_client_credentials(&config).await.map(drop)
         })
+    })
+    .await
+    .map_err(|e| OAuthError::Flow(format!("the token request stopped: {e}")))?;
+    result.map_err(|e| match e {
+        AuthError::AuthorizationRequired => {
+            OAuthError::Refused("the client credentials were not accepted".into())
+        }
+        other => classify(name, other),
+    })
 }
 
 /// Renews a client-credentials token shortly before it expires, for as long as the
@@ -291,10 +358,7 @@ async fn renew(
         if still.is_some_and(|at| at > now_secs() + RENEW_BEFORE.as_secs()) {
             continue;
         }
-        let result = {
-            let manager = manager.lock().await;
-            exchange(&manager, &vault, &name, &url, &config).await
-        };
+        let result = exchange(&manager, &vault, &name, &url, &config).await;
         match result {
             Ok(()) => tracing::info!(server = %name, "client-credentials token renewed"),
             Err(e) => {
