@@ -85,8 +85,51 @@ pub struct AgentParts {
     pub response_ttl: Duration,
 }
 
+/// One item of a turn's event stream.
+pub type EventItem = Result<AgentEvent, CoreError>;
+
+/// The producer's end of a turn's event channel (a bounded tokio channel). Items travel
+/// boxed: the channel stores its slots in blocks of 32, and 32 whole events (an event or
+/// an error is a couple of hundred bytes) made a few KiB per block, touched by every
+/// stream; boxed, a block is 256 bytes and an event's memory lives only while it waits.
+#[derive(Clone)]
+pub struct EventSender(mpsc::Sender<Box<EventItem>>);
+
+impl EventSender {
+    /// Waits for room, then sends; the item comes back when the receiver is gone.
+    pub async fn send(&self, item: EventItem) -> Result<(), mpsc::error::SendError<EventItem>> {
+        self.0
+            .send(Box::new(item))
+            .await
+            .map_err(|e| mpsc::error::SendError(*e.0))
+    }
+
+    /// Sends when there is room now; otherwise drops the item. Whether it was sent.
+    pub fn try_send(&self, item: EventItem) -> bool {
+        self.0.try_send(Box::new(item)).is_ok()
+    }
+
+    /// Resolves when the receiver is gone.
+    pub async fn closed(&self) {
+        self.0.closed().await;
+    }
+}
+
 /// A stream of a turn's events; the last item is `Ok(AgentEvent::Done)` or an error.
-pub type AgentStream = mpsc::Receiver<Result<AgentEvent, CoreError>>;
+pub struct AgentStream(mpsc::Receiver<Box<EventItem>>);
+
+impl AgentStream {
+    /// The next event; `None` once the turn's producer is gone.
+    pub async fn recv(&mut self) -> Option<EventItem> {
+        self.0.recv().await.map(|item| *item)
+    }
+}
+
+/// A turn's event channel with room for `buffer` events.
+fn event_channel(buffer: usize) -> (EventSender, AgentStream) {
+    let (tx, rx) = mpsc::channel(buffer);
+    (EventSender(tx), AgentStream(rx))
+}
 
 impl Agent {
     pub fn new(parts: AgentParts) -> Self {
@@ -181,7 +224,9 @@ impl Agent {
     ) -> Result<AgentResponse, CoreError> {
         let route = self.route(&request)?;
         let span = run_span(&route.id, &request);
-        session::run(&self.inner, route, request, cancel, None)
+        // Boxed: the turn's state stays in one place instead of inside every future that
+        // awaits it (the gRPC method's, the HTTP handler's), each move of which copied it.
+        Box::pin(session::run(&self.inner, route, request, cancel, None))
             .instrument(span)
             .await
     }
@@ -194,7 +239,7 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Result<AgentStream, CoreError> {
         let route = self.route(&request)?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, rx) = event_channel(STREAM_BUFFER);
         let inner = self.inner.clone();
         let span = run_span(&route.id, &request);
         tokio::spawn(

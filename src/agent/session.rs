@@ -11,10 +11,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentEvent, AgentRequest, AgentResponse, Inner, ModelRoute, turn::Turn};
+use super::{AgentRequest, AgentResponse, EventSender, Inner, ModelRoute, turn::Turn};
 use crate::{error::CoreError, model::Message, sessions::SessionId};
 
 /// Where a turn picks up a stored conversation.
@@ -32,7 +31,7 @@ pub(super) async fn run(
     route: Arc<ModelRoute>,
     mut request: AgentRequest,
     cancel: CancellationToken,
-    events: Option<&mpsc::Sender<Result<AgentEvent, CoreError>>>,
+    events: Option<&EventSender>,
 ) -> Result<AgentResponse, CoreError> {
     if let Some(from) = request.continues.take() {
         return continued(inner, route, request, from, cancel, events).await;
@@ -67,7 +66,7 @@ async fn locked(
     id: SessionId,
     lock: crate::sessions::SessionLock,
     cancel: CancellationToken,
-    events: Option<&mpsc::Sender<Result<AgentEvent, CoreError>>>,
+    events: Option<&EventSender>,
 ) -> Result<AgentResponse, CoreError> {
     let store = &inner.sessions;
 
@@ -98,7 +97,7 @@ async fn continued(
     mut request: AgentRequest,
     from: Continuation,
     cancel: CancellationToken,
-    events: Option<&mpsc::Sender<Result<AgentEvent, CoreError>>>,
+    events: Option<&EventSender>,
 ) -> Result<AgentResponse, CoreError> {
     let store = &inner.sessions;
     let lock = tokio::select! {

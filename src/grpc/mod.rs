@@ -502,7 +502,11 @@ fn event_stream(
             if s.done {
                 return None;
             }
-            let Some(next) = recv_by(&mut s.rx, s.deadline).await else {
+            let next = match s.deadline {
+                None => Some(s.rx.recv().await),
+                Some(at) => tokio::time::timeout_at(at.into(), s.rx.recv()).await.ok(),
+            };
+            let Some(next) = next else {
                 s.cancel.cancel();
                 s.done = true;
                 return Some((Err(CoreError::DeadlineExceeded.into()), s));

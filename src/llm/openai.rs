@@ -303,19 +303,98 @@ async fn next_chunk(
 }
 
 /// The body as a byte stream that owns the response: dropping it closes the connection.
+///
+/// The idle timeout runs from the moment the next chunk is asked for, as in [`next_chunk`],
+/// but with one timer for the whole body: a chunk costs a clock read, not a timer
+/// registered and removed (a stream of many small deltas paid that on every one).
 fn body_stream(
     response: reqwest::Response,
     deadline: Instant,
     timeouts: Timeouts,
 ) -> impl Stream<Item = Result<Bytes, LlmError>> + Send + 'static {
-    futures::stream::unfold(Some(response), move |response| async move {
-        let mut response = response?;
-        match next_chunk(&mut response, deadline, timeouts).await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
+    let first = from_now(timeouts.idle).min(deadline);
+    IdleBody {
+        bytes: Some(Box::pin(response.bytes_stream())),
+        timer: Box::pin(tokio::time::sleep_until(first)),
+        waiting_since: None,
+        deadline,
+        timeouts,
+    }
+}
+
+type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// See [`body_stream`].
+struct IdleBody {
+    /// `None` once the body ended or failed.
+    bytes: Option<ByteStream>,
+    /// Fires at the earlier of the idle limit (as of when it was last set) and the deadline;
+    /// when it fires early (a chunk came since), it is set again.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When the chunk being waited for was first asked for.
+    waiting_since: Option<Instant>,
+    deadline: Instant,
+    timeouts: Timeouts,
+}
+
+impl Stream for IdleBody {
+    type Item = Result<Bytes, LlmError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(bytes) = this.bytes.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
+        match bytes.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.waiting_since = None;
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.bytes = None;
+                return Poll::Ready(Some(Err(LlmError::Stream(format!(
+                    "reading the upstream's answer failed: {}",
+                    chain(&e)
+                )))));
+            }
+            Poll::Ready(None) => {
+                this.bytes = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
         }
-    })
+        loop {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            let idle_at = since
+                .checked_add(this.timeouts.idle)
+                .unwrap_or(this.deadline);
+            let timeout = if now >= this.deadline && this.deadline <= idle_at {
+                LlmError::Timeout {
+                    phase: "total",
+                    after: this.timeouts.total,
+                }
+            } else if now >= idle_at {
+                LlmError::Timeout {
+                    phase: "idle",
+                    after: this.timeouts.idle,
+                }
+            } else {
+                // Set when an earlier chunk was awaited: wait on from this one's start.
+                this.timer.as_mut().reset(idle_at.min(this.deadline));
+                continue;
+            };
+            this.bytes = None;
+            return Poll::Ready(Some(Err(timeout)));
+        }
+    }
 }
 
 /// `now + d`, saturating at about thirty years for huge durations instead of panicking.

@@ -10,12 +10,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     agent::{AgentEvent, ModelRoute, pending::Pending},
-    error::CoreError,
     llm::{CompletionRequest, FinishReason, LlmClient},
     mcp::asks::{Caller, ElicitAnswer, Elicitation, SamplingAnswer, SamplingRequest, SamplingRole},
     model::{GenParams, Message, Role, Usage},
@@ -33,7 +31,7 @@ pub(super) struct TurnCaller {
 /// What a streamed turn needs to ask its caller: the event stream, the store's pending
 /// records, the session, and the turn's cancellation.
 pub(super) struct Asker {
-    pub events: mpsc::Sender<Result<AgentEvent, CoreError>>,
+    pub events: crate::agent::EventSender,
     pub pending: Arc<Pending>,
     pub session: Option<String>,
     pub cancel: CancellationToken,

@@ -133,8 +133,16 @@ impl Turn<'_> {
             .await?;
         let mut first = true;
         let mut round_text = false;
+        // One wait for the cancellation across the whole stream: registered once, not once
+        // per delta.
+        let cancelled = self.cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
-            let next = self.cancellable(async { Ok(stream.next().await) }).await?;
+            let next = tokio::select! {
+                biased;
+                () = &mut cancelled => return Err(CoreError::Cancelled),
+                next = stream.next() => next,
+            };
             match next {
                 Some(Ok(LlmEvent::Content(text))) => {
                     if first {

@@ -12,7 +12,6 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -40,7 +39,7 @@ mod repair;
 mod results;
 mod tools;
 
-type Events<'a> = Option<&'a mpsc::Sender<Result<AgentEvent, CoreError>>>;
+type Events<'a> = Option<&'a super::EventSender>;
 
 pub(super) struct Turn<'a> {
     inner: &'a Inner,
@@ -136,7 +135,14 @@ impl<'a> Turn<'a> {
         .await;
 
         // The request's remote servers, for this turn only (closed when it ends).
-        let request_hub = self.connect_request_servers().await?;
+        // Rare and large sub-futures (request servers, approvals, tool calls) are boxed,
+        // and only when they run: held inline they made every turn's future (and every
+        // future holding one) many KiB, copied on each move of a plain text turn.
+        let request_hub = if self.request.mcp_servers.iter().any(|s| s.url.is_some()) {
+            Box::pin(self.connect_request_servers()).await?
+        } else {
+            None
+        };
         if let Some(hub) = &request_hub {
             self.hub = hub.clone();
         }
@@ -153,8 +159,9 @@ impl<'a> Turn<'a> {
         let mut iteration = 0u32;
         let mut approval_requests = Vec::new();
         // Calls an earlier turn left waiting for approval: run or skip them first.
-        self.resume_approvals(&mut upstream, &offer, mode, &mut executed)
-            .await?;
+        if !self.request.approvals.is_empty() {
+            Box::pin(self.resume_approvals(&mut upstream, &offer, mode, &mut executed)).await?;
+        }
         // Calls the caller left unanswered are closed, so the upstream accepts the history.
         if mode == ToolMode::Native {
             let closed = repair::close_dangling_calls(&mut upstream.messages, &mut start_len)?;
@@ -231,14 +238,14 @@ impl<'a> Turn<'a> {
                     .get(&call.name)
                     .map_or("", String::as_str);
                 let tool = offer.mcp.get(&call.name).map_or("", |s| s.tool.as_str());
-                let request = approvals::open(
+                let request = Box::pin(approvals::open(
                     self.inner.sessions.as_ref(),
                     self.session_id().as_deref(),
                     call,
                     label,
                     tool,
                     self.inner.settings.approval_timeout,
-                )
+                ))
                 .await?;
                 self.emit(AgentEvent::ApprovalRequired(request.clone()))
                     .await;
@@ -253,7 +260,14 @@ impl<'a> Turn<'a> {
             };
             upstream.messages.push(assistant);
 
-            let results = self.execute(&server_calls, &offer).await?;
+            let results = if server_calls.is_empty() {
+                if self.cancel.is_cancelled() {
+                    return Err(CoreError::Cancelled);
+                }
+                Vec::new()
+            } else {
+                Box::pin(self.execute(&server_calls, &offer)).await?
+            };
             let (sampled, estimated) = self.caller.take_usage();
             total.usage.add(sampled);
             total.estimated |= estimated;

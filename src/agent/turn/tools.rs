@@ -26,7 +26,7 @@ use crate::{
 struct CallCaller {
     turn: Arc<dyn Caller>,
     id: String,
-    events: Option<tokio::sync::mpsc::Sender<Result<AgentEvent, CoreError>>>,
+    events: Option<crate::agent::EventSender>,
 }
 
 #[async_trait::async_trait]

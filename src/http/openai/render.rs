@@ -239,6 +239,10 @@ pub struct ChunkRenderer {
     expose_tools: bool,
     usage: Option<Usage>,
     client_calls: u32,
+    /// A content chunk's JSON before and after its text, rendered once at `start`: a
+    /// content delta (nearly every chunk of a stream) is these around its escaped text,
+    /// the same bytes serde writes for the whole chunk.
+    content_frame: Option<(String, String)>,
 }
 
 impl ChunkRenderer {
@@ -251,7 +255,50 @@ impl ChunkRenderer {
             expose_tools,
             usage: None,
             client_calls: 0,
+            content_frame: None,
         }
+    }
+
+    /// The content chunk's JSON split around an empty text (see `content_frame`).
+    fn content_frame(&self) -> Option<(String, String)> {
+        let whole = self.chunk(
+            Delta {
+                content: Some(""),
+                ..Delta::default()
+            },
+            None,
+        );
+        // Inside the id or the model a quote is escaped, so the last match is the field.
+        const FIELD: &str = "\"content\":\"\"";
+        let at = whole.rfind(FIELD)?;
+        let (before, after) = whole.split_at(at + FIELD.len() - 2);
+        Some((before.to_string(), after[2..].to_string()))
+    }
+
+    /// A content delta's chunk.
+    fn content_chunk(&self, text: &str) -> String {
+        match &self.content_frame {
+            Some((before, after)) => {
+                let mut out = Vec::with_capacity(before.len() + text.len() + after.len() + 8);
+                out.extend_from_slice(before.as_bytes());
+                if serde_json::to_writer(&mut out, text).is_err() {
+                    return self.content_chunk_whole(text);
+                }
+                out.extend_from_slice(after.as_bytes());
+                String::from_utf8(out).unwrap_or_else(|_| self.content_chunk_whole(text))
+            }
+            None => self.content_chunk_whole(text),
+        }
+    }
+
+    fn content_chunk_whole(&self, text: &str) -> String {
+        self.chunk(
+            Delta {
+                content: Some(text),
+                ..Delta::default()
+            },
+            None,
+        )
     }
 
     fn chunk(&self, delta: Delta<'_>, finish_reason: Option<&'static str>) -> String {
@@ -307,6 +354,7 @@ impl ChunkRenderer {
                 self.id.clone_from(&s.id);
                 self.model.clone_from(&s.model);
                 self.created = s.created;
+                self.content_frame = self.content_frame();
                 vec![Sse::Data(self.chunk(
                     Delta {
                         role: Some("assistant"),
@@ -316,13 +364,7 @@ impl ChunkRenderer {
                     None,
                 ))]
             }
-            Event::Content(c) => vec![Sse::Data(self.chunk(
-                Delta {
-                    content: Some(&c.text),
-                    ..Delta::default()
-                },
-                None,
-            ))],
+            Event::Content(c) => vec![Sse::Data(self.content_chunk(&c.text))],
             Event::ClientToolCall(call) => {
                 vec![self.tool_call_chunk(&call.id, &call.name, &call.arguments, Vec::new())]
             }
@@ -413,6 +455,30 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_content_chunk_is_what_serde_writes_for_the_whole_chunk() {
+        let mut r = ChunkRenderer::new(false, false);
+        r.push(&ev(Event::Start(pb::StreamStart {
+            id: "chatcmpl-\"content\":\"\"x".into(),
+            model: "m\u{e9}\"".into(),
+            created: 42,
+            ..Default::default()
+        })));
+        assert!(r.content_frame.is_some());
+        for text in [
+            "",
+            "plain",
+            "quote \" and \\ and \n and \u{1} and \u{1F600}",
+            "\"content\":\"\"",
+        ] {
+            assert_eq!(
+                r.content_chunk(text),
+                r.content_chunk_whole(text),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
