@@ -389,3 +389,75 @@ async fn an_upstream_that_never_answers_hits_the_first_byte_timeout() {
     assert!(started.elapsed() < Duration::from_secs(1));
     held.abort();
 }
+
+/// A forward HTTP proxy for plain-HTTP targets: it records each connection's first request
+/// line (absolute-form, as clients send through a proxy) and relays the connection to the
+/// target. Answers the proxy's URL and the recorded lines.
+async fn forward_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n") {
+                    client.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                let line = String::from_utf8(head).unwrap();
+                lines.lock().unwrap().push(line.trim_end().to_owned());
+                // `POST http://host:port/path HTTP/1.1`
+                let mut parts = line.split(' ');
+                let (method, target, version) =
+                    (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                let rest = target.strip_prefix("http://").unwrap();
+                let (authority, path) = rest.split_at(rest.find('/').unwrap());
+                let mut upstream = tokio::net::TcpStream::connect(authority).await.unwrap();
+                upstream
+                    .write_all(format!("{method} {path} {version}").as_bytes())
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn an_upstream_behind_a_proxy_is_reached_through_it() {
+    let fake = FakeUpstream::with([
+        Reply::text(&["through ", "the proxy"]),
+        Reply::answer(Answer::text(&["streamed ", "too"])),
+    ])
+    .await;
+    let (proxy, seen) = forward_proxy().await;
+    let config = UpstreamConfig {
+        max_retries: 0,
+        ..UpstreamConfig::default()
+    };
+    let client = OpenAiClient::with_proxy(&config, &proxy).unwrap();
+    let done = client
+        .complete(&endpoint(&fake, "sk-test"), &request())
+        .await
+        .unwrap();
+    assert_eq!(done.content, "through the proxy");
+    let (texts, done) = drain(&client, &fake).await;
+    assert_eq!(texts, ["streamed ", "too"]);
+    assert_eq!(done.unwrap().content, "streamed too");
+
+    // Absolute-form request lines: the requests went through the proxy, not around it.
+    let lines = seen.lock().unwrap().clone();
+    assert!(!lines.is_empty());
+    let target = format!("POST {}/chat/completions HTTP/1.1", fake.base_url);
+    assert!(lines.iter().all(|line| *line == target), "{lines:?}");
+    let sent = fake.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].headers["authorization"], "Bearer sk-test");
+}

@@ -18,6 +18,7 @@ pub mod openai;
 mod request;
 pub mod retry;
 pub mod sse;
+mod transport;
 mod wire;
 
 pub use openai::OpenAiClient;
@@ -53,8 +54,9 @@ pub struct Endpoint {
     pub base_url: String,
     pub api_key: Secret,
     pub headers: BTreeMap<String, Secret>,
-    /// `{base_url}/chat/completions`, parsed.
+    /// `{base_url}/chat/completions`, parsed (the URL for messages, the URI for requests).
     chat_url: reqwest::Url,
+    chat_uri: http::Uri,
     /// The key and the endpoint's own headers as header values, built once; an invalid
     /// one is reported on each call (not at start-up), naming the header.
     fixed_headers: Result<HeaderMap, String>,
@@ -74,12 +76,17 @@ impl Endpoint {
             url: raw.clone(),
             message: format!("not a valid URL: {e}"),
         })?;
+        let chat_uri = http::Uri::try_from(chat_url.as_str()).map_err(|e| LlmError::Connect {
+            url: raw.clone(),
+            message: format!("not a valid URL: {e}"),
+        })?;
         let fixed_headers = fixed_headers(&api_key, &headers);
         Ok(Self {
             base_url,
             api_key,
             headers,
             chat_url,
+            chat_uri,
             fixed_headers,
             stream_usage: true,
         })
@@ -106,6 +113,11 @@ impl Endpoint {
     /// Where chat completions are posted.
     pub fn chat_url(&self) -> &reqwest::Url {
         &self.chat_url
+    }
+
+    /// The same, as the request's URI.
+    pub fn chat_uri(&self) -> &http::Uri {
+        &self.chat_uri
     }
 }
 

@@ -1,5 +1,6 @@
 //! The real [`LlmClient`]: chat completions against any OpenAI-compatible base URL over one
-//! pooled reqwest client, with retries (before the first event only) and four timeouts.
+//! pooled HTTP client ([`transport`]), with retries (before the first event only) and four
+//! timeouts.
 //!
 //! Owns request building (URL, headers, the body serialized straight to bytes), the retry loop,
 //! the connect / first-byte / idle / total timeouts, and reading the body (whole, or as the byte
@@ -10,7 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::{
+    Method, Request, Response,
+    header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue},
+};
+use http_body_util::{BodyDataStream, BodyExt};
 use tokio::time::{Instant, timeout_at};
 
 use super::{
@@ -19,6 +24,7 @@ use super::{
     request::ChatBody,
     retry::{self, RetryPolicy},
     sse,
+    transport::{self, Body, Transport, chain},
 };
 use crate::config::UpstreamConfig;
 
@@ -30,7 +36,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Chat completions over HTTP; one per process (cheap to share behind an `Arc`).
 #[derive(Debug, Clone)]
 pub struct OpenAiClient {
-    http: reqwest::Client,
+    http: std::sync::Arc<Transport>,
     timeouts: Timeouts,
     retry: RetryPolicy,
 }
@@ -44,21 +50,27 @@ struct Timeouts {
 }
 
 impl OpenAiClient {
-    /// Builds the one pooled HTTP client (rustls) from the `[upstream]` timeouts and retries.
+    /// Builds the one pooled HTTP client (rustls) from the `[upstream]` timeouts and retries,
+    /// with egress proxies from the environment.
     pub fn new(config: &UpstreamConfig) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            // A redirected POST would become a GET; an upstream that redirects is misconfigured.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| LlmError::Connect {
-                url: config.base_url.clone(),
-                message: format!("cannot build the HTTP client: {}", chain(&e)),
-            })?;
+        Self::with_transport(config, Transport::from_env(config.connect_timeout))
+    }
+
+    /// The same, with every upstream reached through the HTTP proxy at `proxy`.
+    pub fn with_proxy(config: &UpstreamConfig, proxy: &str) -> Result<Self, LlmError> {
+        Self::with_transport(config, Transport::with_proxy(config.connect_timeout, proxy))
+    }
+
+    fn with_transport(
+        config: &UpstreamConfig,
+        http: Result<Transport, String>,
+    ) -> Result<Self, LlmError> {
+        let http = http.map_err(|message| LlmError::Connect {
+            url: config.base_url.clone(),
+            message: format!("cannot build the HTTP client: {message}"),
+        })?;
         Ok(Self {
-            http,
+            http: std::sync::Arc::new(http),
             timeouts: Timeouts {
                 connect: config.connect_timeout,
                 first_byte: config.first_byte_timeout,
@@ -82,41 +94,41 @@ impl OpenAiClient {
         endpoint: &Endpoint,
         request: &CompletionRequest,
         stream: bool,
-    ) -> Result<(reqwest::Response, Instant), LlmError> {
+    ) -> Result<(Response<Body>, Instant), LlmError> {
         let deadline = from_now(self.timeouts.total);
         let url = endpoint.chat_url();
         let connect_error = |message: String| LlmError::Connect {
             url: url.to_string(),
             message,
         };
-        let body = serde_json::to_vec(&ChatBody {
-            request,
-            stream,
-            stream_usage: endpoint.stream_usage(),
-        })
-        .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?;
-        let prepared = self
-            .http
-            .post(url.clone())
-            .headers(headers(endpoint, stream).map_err(connect_error)?)
-            .body(Bytes::from(body))
-            .build()
-            .map_err(|e| connect_error(chain(&e)))?;
+        let body = Bytes::from(
+            serde_json::to_vec(&ChatBody {
+                request,
+                stream,
+                stream_usage: endpoint.stream_usage(),
+            })
+            .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?,
+        );
+        let headers = headers(endpoint, stream, body.len()).map_err(connect_error)?;
+        let prepare = || {
+            let mut request = Request::new(body.clone());
+            *request.method_mut() = Method::POST;
+            *request.uri_mut() = endpoint.chat_uri().clone();
+            *request.headers_mut() = headers.clone();
+            request
+        };
 
         let mut retries = 0;
         loop {
-            let attempt = prepared
-                .try_clone()
-                .ok_or_else(|| connect_error("the request body cannot be resent".into()))?;
             let (limit, timeout) = self.limit(deadline, "first byte", self.timeouts.first_byte);
             let (error, retryable, retry_after) =
-                match timeout_at(limit, self.http.execute(attempt)).await {
+                match timeout_at(limit, self.http.send(prepare())).await {
                     Err(_) => return Err(timeout),
                     Ok(Ok(response)) if response.status().is_success() => {
                         return Ok((response, deadline));
                     }
                     Ok(Ok(response)) => self.status_error(response, deadline).await,
-                    Ok(Err(e)) => (self.transport_error(url.as_str(), &e), true, None),
+                    Ok(Err(e)) => (self.transport_error(url.as_str(), e), true, None),
                 };
             if !retryable || retries >= self.retry.max_retries {
                 return Err(error);
@@ -156,7 +168,7 @@ impl OpenAiClient {
     /// An error status: the upstream's message, whether to retry, and the wait it asked for.
     async fn status_error(
         &self,
-        mut response: reqwest::Response,
+        mut response: Response<Body>,
         deadline: Instant,
     ) -> (LlmError, bool, Option<Duration>) {
         let status = response.status().as_u16();
@@ -177,8 +189,8 @@ impl OpenAiClient {
         (error, retryable, retry_after)
     }
 
-    fn transport_error(&self, url: &str, e: &reqwest::Error) -> LlmError {
-        if e.is_connect() && e.is_timeout() {
+    fn transport_error(&self, url: &str, e: transport::SendError) -> LlmError {
+        if e.connect_timeout {
             LlmError::Timeout {
                 phase: "connect",
                 after: self.timeouts.connect,
@@ -186,7 +198,7 @@ impl OpenAiClient {
         } else {
             LlmError::Connect {
                 url: url.to_owned(),
-                message: chain(e),
+                message: e.to_string(),
             }
         }
     }
@@ -195,11 +207,15 @@ impl OpenAiClient {
     /// timeouts.
     async fn read_body(
         &self,
-        response: &mut reqwest::Response,
+        response: &mut Response<Body>,
         deadline: Instant,
         max: usize,
     ) -> Result<Bytes, LlmError> {
-        let hint = response.content_length().unwrap_or(0);
+        let hint = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
         let mut body = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0).min(max));
         while let Some(chunk) = next_chunk(response, deadline, self.timeouts).await? {
             body.extend_from_slice(&chunk[..chunk.len().min(max - body.len())]);
@@ -253,9 +269,10 @@ impl LlmClient for OpenAiClient {
 
 /// The request headers: the endpoint's fixed ones (built once), JSON body, what we accept,
 /// and the current trace context.
-fn headers(endpoint: &Endpoint, stream: bool) -> Result<HeaderMap, String> {
+fn headers(endpoint: &Endpoint, stream: bool, length: usize) -> Result<HeaderMap, String> {
     let mut headers = endpoint.fixed_headers().map_err(str::to_owned)?.clone();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     let accept = if stream {
         "text/event-stream"
     } else {
@@ -268,7 +285,7 @@ fn headers(endpoint: &Endpoint, stream: bool) -> Result<HeaderMap, String> {
 
 /// The next chunk of a body, under the idle timeout and the call's total deadline.
 async fn next_chunk(
-    response: &mut reqwest::Response,
+    response: &mut Response<Body>,
     deadline: Instant,
     timeouts: Timeouts,
 ) -> Result<Option<Bytes>, LlmError> {
@@ -292,13 +309,23 @@ async fn next_chunk(
             },
         )
     };
-    match timeout_at(limit, response.chunk()).await {
-        Err(_) => Err(timeout),
-        Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(e)) => Err(LlmError::Stream(format!(
-            "reading the upstream's answer failed: {}",
-            chain(&e)
-        ))),
+    loop {
+        match timeout_at(limit, response.body_mut().frame()).await {
+            Err(_) => return Err(timeout),
+            Ok(None) => return Ok(None),
+            Ok(Some(Ok(frame))) => {
+                // Trailers carry nothing a completion needs.
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+            Ok(Some(Err(e))) => {
+                return Err(LlmError::Stream(format!(
+                    "reading the upstream's answer failed: {}",
+                    chain(&*e)
+                )));
+            }
+        }
     }
 }
 
@@ -308,13 +335,13 @@ async fn next_chunk(
 /// but with one timer for the whole body: a chunk costs a clock read, not a timer
 /// registered and removed (a stream of many small deltas paid that on every one).
 fn body_stream(
-    response: reqwest::Response,
+    response: Response<Body>,
     deadline: Instant,
     timeouts: Timeouts,
 ) -> impl Stream<Item = Result<Bytes, LlmError>> + Send + 'static {
     let first = from_now(timeouts.idle).min(deadline);
     IdleBody {
-        bytes: Some(Box::pin(response.bytes_stream())),
+        bytes: Some(BodyDataStream::new(response.into_body())),
         timer: Box::pin(tokio::time::sleep_until(first)),
         waiting_since: None,
         deadline,
@@ -322,12 +349,10 @@ fn body_stream(
     }
 }
 
-type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
 /// See [`body_stream`].
 struct IdleBody {
     /// `None` once the body ended or failed.
-    bytes: Option<ByteStream>,
+    bytes: Option<BodyDataStream<Body>>,
     /// Fires at the earlier of the idle limit (as of when it was last set) and the deadline;
     /// when it fires early (a chunk came since), it is set again.
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
@@ -350,7 +375,7 @@ impl Stream for IdleBody {
             return Poll::Ready(None);
         };
         let since = *this.waiting_since.get_or_insert_with(Instant::now);
-        match bytes.as_mut().poll_next(cx) {
+        match std::pin::Pin::new(bytes).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.waiting_since = None;
                 return Poll::Ready(Some(Ok(chunk)));
@@ -359,7 +384,7 @@ impl Stream for IdleBody {
                 this.bytes = None;
                 return Poll::Ready(Some(Err(LlmError::Stream(format!(
                     "reading the upstream's answer failed: {}",
-                    chain(&e)
+                    chain(&*e)
                 )))));
             }
             Poll::Ready(None) => {
@@ -402,19 +427,4 @@ fn from_now(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
-}
-
-/// An error and its sources, joined with `: ` (reqwest's own message alone is terse).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
 }
