@@ -188,14 +188,17 @@ pub async fn run(
         let chat = config.mcp.serve_chat_tool.then(|| api.clone());
         crate::mcp_serve::router(hub.clone(), chat, keys, &serve, shutdown.child_token())
     });
-    let app = http::guard::with_in_flight_limit(
-        http::router_with(state, &settings, mcp_route),
-        in_flight,
-    );
+    let app = http::router_with(state, &settings, mcp_route);
     let serve_settings = http::guard::ServeSettings {
         header_read_timeout: config.server.header_read_timeout,
     };
-    let http = http::guard::serve(listeners.http, app, serve_settings, shutdown.clone());
+    let http = http::guard::serve(
+        listeners.http,
+        app,
+        in_flight,
+        serve_settings,
+        shutdown.clone(),
+    );
     let mut http_task = tokio::spawn(http);
     readiness.set("http", listening(http_addr));
 

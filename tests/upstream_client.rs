@@ -414,8 +414,11 @@ async fn forward_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>
                 lines.lock().unwrap().push(line.trim_end().to_owned());
                 // `POST http://host:port/path HTTP/1.1`
                 let mut parts = line.split(' ');
-                let (method, target, version) =
-                    (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                let (method, target, version) = (
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                );
                 let rest = target.strip_prefix("http://").unwrap();
                 let (authority, path) = rest.split_at(rest.find('/').unwrap());
                 let mut upstream = tokio::net::TcpStream::connect(authority).await.unwrap();

@@ -7,8 +7,10 @@
 //!   stream is reset). A connection that sends no byte at all within the same timeout is
 //!   closed too. Shutdown stops accepting, then lets open connections finish
 //!   (the caller bounds that wait with `server.shutdown_grace`).
-//! - [`with_in_flight_limit`] refuses requests beyond `server.max_in_flight` at once with 503,
-//!   `Retry-After` and an OpenAI error body; probes are never refused.
+//! - The in-flight limit (around the router, in [`serve`]) refuses requests beyond
+//!   `server.max_in_flight` at once with 503, `Retry-After` and an OpenAI error body;
+//!   probes are never refused. It wraps the router as a whole, not each route: a route's
+//!   layers are cloned on every request.
 //!
 //! Body size (413) is the router's `DefaultBodyLimit`; JSON nesting is bounded by
 //! serde_json's recursion limit (400, see `extract.rs`).
@@ -31,7 +33,6 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use super::ApiError;
 use crate::inflight::{InFlight, PermitBody, overloaded_status};
@@ -39,11 +40,6 @@ use crate::inflight::{InFlight, PermitBody, overloaded_status};
 /// Largest request head accepted (request line and headers; HTTP/1.1 read buffer and the
 /// h2 header list), 64 KiB.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Wraps the gateway's router with the in-flight limit.
-pub fn with_in_flight_limit(app: Router, limit: InFlight) -> Router {
-    app.layer(axum::middleware::from_fn_with_state(limit, limit_in_flight))
-}
 
 async fn limit_in_flight(State(limit): State<InFlight>, request: Request, next: Next) -> Response {
     // Probes (liveness, readiness, metrics) are never refused.
@@ -74,11 +70,13 @@ pub struct ServeSettings {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then waits for the open
-/// connections to finish their requests (idle ones close at once).
+/// Serves `app` on `listener`, at most `in_flight` requests at once, until `shutdown` is
+/// cancelled, then waits for the open connections to finish their requests (idle ones close
+/// at once).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    in_flight: InFlight,
     settings: ServeSettings,
     shutdown: CancellationToken,
 ) {
@@ -113,9 +111,13 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
+        let service = tower::ServiceBuilder::new()
+            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new))
+            .layer(axum::middleware::from_fn_with_state(
+                in_flight.clone(),
+                limit_in_flight,
+            ))
+            .service(app.clone());
         let service = TowerToHyperService::new(service);
         let builder = builder.clone();
         let watcher = graceful.watcher();

@@ -131,24 +131,24 @@ pub fn router_with(state: HttpState, settings: &HttpSettings, mounted: Option<Ro
         Some(mounted) => routes.merge(mounted),
         None => routes,
     };
-    let routes = routes
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(axum::Extension(extract::BodyReadTimeout(
-            settings.body_read_timeout,
-        )));
-    let routes = match cors(&settings.cors_allow_origins) {
-        Some(layer) => routes.layer(layer),
-        None => routes,
-    };
-    routes
-        .layer(axum::middleware::from_fn(track))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_failure(on_failure),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    // One stack, applied once: `Router::layer` wraps every route in a boxed service per
+    // call, and a route's box is cloned on every request, nested boxes and all.
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_failure(on_failure),
+            )
+            .layer(axum::middleware::from_fn(track))
+            .option_layer(cors(&settings.cors_allow_origins))
+            .layer(axum::Extension(extract::BodyReadTimeout(
+                settings.body_read_timeout,
+            )))
+            .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
+    )
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
