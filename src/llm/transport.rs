@@ -59,17 +59,25 @@ pub struct SendError {
 }
 
 impl Transport {
-    /// The clients, with proxies from the environment (as reqwest reads them).
+    /// The clients, with proxies from the environment (as reqwest reads them). Without any
+    /// proxy variable set, no reqwest client is built and every call goes direct.
     pub fn from_env(connect_timeout: Duration) -> Result<Self, String> {
-        let matcher = Matcher::from_env();
-        let any = ["https://a.invalid/", "http://a.invalid/"]
+        const PROXY_VARS: [&str; 6] = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ];
+        let any = PROXY_VARS
             .iter()
-            .any(|uri| matcher.intercept(&http::Uri::from_static(uri)).is_some());
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
         let proxied = if any {
             let client = reqwest_builder(connect_timeout)
                 .build()
                 .map_err(|e| chain(&e))?;
-            Some((matcher, client))
+            Some((Matcher::from_env(), client))
         } else {
             None
         };
