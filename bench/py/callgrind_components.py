@@ -52,13 +52,8 @@ STAGES = [
         "incl",
     ),
     (
-        "… upstream call (`OpenAiClient::complete`/`stream`: reqwest, hyper client)",
+        "… upstream call (`OpenAiClient::complete`/`stream`: hyper-util client, answer read)",
         r"OpenAiClient as mcp_chat::llm::LlmClient>::(complete|stream)::",
-        "incl",
-    ),
-    (
-        "… … reqwest's URL re-parsing (redirect policy, response URL)",
-        r"url::parser::Parser::parse_url",
         "incl",
     ),
     (
@@ -74,6 +69,11 @@ STAGES = [
     (
         "… AgentResponse → proto (`convert::response_to_pb`)",
         r"convert::response::response_to_pb$",
+        "incl",
+    ),
+    (
+        "upstream connection task (hyper HTTP/1 client: request written, answer read; its own task)",
+        r"hyper::client::conn::http1::upgrades::UpgradeableConnection<I,B> as core::future::future::Future>::poll$",
         "incl",
     ),
     (
