@@ -28,13 +28,20 @@ pub struct Listeners {
     pub grpc: TcpListener,
 }
 
+/// The listen backlog: connections the kernel completes before the accept loop takes them.
+/// tokio's `TcpListener::bind` asks for 1,024; a burst of a thousand clients connecting at once
+/// (a fleet reconnecting, a load test opening its streams) then overflows the queue, and each
+/// dropped handshake costs its client a one-second SYN retransmission. The kernel caps the
+/// value at `net.core.somaxconn` (4,096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 impl Listeners {
     /// Binds `server.host` on `server.port` and `server.grpc_port`.
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
         let bind = |port: u16| {
             let addr = format!("{}:{}", config.server.host, port);
             async move {
-                TcpListener::bind(&addr)
+                listen(&addr)
                     .await
                     .map_err(|source| ServerError::Bind { addr, source })
             }
@@ -44,6 +51,32 @@ impl Listeners {
             grpc: bind(config.server.grpc_port).await?,
         })
     }
+}
+
+/// A listener on the first address `addr` resolves to that can be bound, with
+/// [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for resolved in tokio::net::lookup_host(addr).await? {
+        let socket = if resolved.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted service can bind while old connections
+        // are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(resolved) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,5 +381,57 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The listener takes connections, and the kernel holds its queue at
+    /// [`LISTEN_BACKLOG`] (or `net.core.somaxconn`, when that is lower), as `ss` reports it.
+    #[tokio::test]
+    async fn listeners_take_connections_with_the_larger_backlog() {
+        let listener = listen("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        accepted.unwrap();
+        connected.unwrap();
+
+        let ss = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output();
+        let Ok(ss) = ss else {
+            assert!(
+                std::env::var("MCP_CHAT_E2E_REQUIRED").as_deref() != Ok("1"),
+                "`ss` (iproute2) is missing, and MCP_CHAT_E2E_REQUIRED=1"
+            );
+            eprintln!("skipped the backlog check: `ss` (iproute2) is missing");
+            return;
+        };
+        let out = String::from_utf8(ss.stdout).unwrap();
+        // `LISTEN  0  4096  127.0.0.1:PORT  0.0.0.0:*`: Send-Q is a listener's backlog.
+        let backlog: u32 = out
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected `ss` output: {out:?}"));
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(LISTEN_BACKLOG);
+        assert_eq!(backlog, LISTEN_BACKLOG.min(somaxconn));
+        assert!(backlog > 1024, "the kernel capped the backlog at {backlog}");
+    }
+
+    #[tokio::test]
+    async fn a_name_is_resolved_and_an_address_in_use_is_an_error() {
+        let listener = listen("localhost:0").await.unwrap();
+        let taken = listener.local_addr().unwrap();
+        let err = listen(&taken.to_string()).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     }
 }

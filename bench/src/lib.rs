@@ -92,3 +92,20 @@ pub fn summarize(samples: &mut [Duration]) -> Summary {
         max_us: us(samples[samples.len() - 1]),
     }
 }
+
+/// A listener on `addr` (an `ip:port`) with the gateway's listen backlog (4,096, capped by
+/// `net.core.somaxconn`), so a burst of connections is not limited by the tool's own queue
+/// where the gateway's is larger (tokio's `TcpListener::bind` asks for 1,024).
+pub fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}

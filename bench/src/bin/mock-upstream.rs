@@ -69,8 +69,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
+        let listener = mcp_chat_bench::listen(&listen)
             .unwrap_or_else(|e| fail(&format!("bind {listen}: {e}")));
         let addr = listener
             .local_addr()
