@@ -464,3 +464,46 @@ async fn an_upstream_behind_a_proxy_is_reached_through_it() {
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].headers["authorization"], "Bearer sk-test");
 }
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_ends_hits_the_connect_timeout() {
+    // Accepts TCP connections and never answers the TLS ClientHello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            open.push(socket);
+        }
+    });
+    let config = UpstreamConfig {
+        connect_timeout: Duration::from_millis(300),
+        first_byte_timeout: Duration::from_secs(10),
+        max_retries: 0,
+        ..UpstreamConfig::default()
+    };
+    let endpoint = Endpoint::new(
+        format!("https://127.0.0.1:{port}/v1"),
+        Secret::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let err = OpenAiClient::new(&config)
+        .unwrap()
+        .complete(&endpoint, &request())
+        .await
+        .unwrap_err();
+    // The connect timeout covers the handshake: not the first-byte timeout, 10 s later.
+    assert!(
+        matches!(
+            err,
+            LlmError::Timeout {
+                phase: "connect",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    held.abort();
+}

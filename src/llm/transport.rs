@@ -32,7 +32,48 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// An upstream answer's body.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-type Direct = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Direct = Client<Connector, Full<Bytes>>;
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The connector under one timeout for the TCP connect and the TLS handshake together
+/// (`upstream.connect_timeout`): hyper-util's own bounds the TCP connect only.
+#[derive(Clone)]
+struct Connector {
+    https: Https,
+    timeout: Duration,
+}
+
+/// The connect attempt ran past `upstream.connect_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("connecting took longer than {0:?}")]
+struct ConnectTimedOut(Duration);
+
+impl tower::Service<http::Uri> for Connector {
+    type Response = <Https as tower::Service<http::Uri>>::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.https.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.https.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(ConnectTimedOut(timeout)) as BoxError),
+            }
+        })
+    }
+}
 
 /// The two clients and the proxy rules that choose between them.
 pub struct Transport {
@@ -135,7 +176,10 @@ fn direct(connect_timeout: Duration) -> Result<Direct, String> {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(https))
+        .build(Connector {
+            https,
+            timeout: connect_timeout,
+        }))
 }
 
 fn reqwest_builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
@@ -151,8 +195,9 @@ fn send_error(e: &(dyn std::error::Error + 'static)) -> SendError {
     let mut connect_timeout = false;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if s.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        if s.is::<ConnectTimedOut>()
+            || s.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
             || s.downcast_ref::<reqwest::Error>()
                 .is_some_and(|r| r.is_connect() && r.is_timeout())
         {
