@@ -48,6 +48,11 @@ fn endpoint(fake: &FakeUpstream, key: &str) -> Endpoint {
     .unwrap()
 }
 
+/// An endpoint at `base_url`, with no key and no extra headers.
+fn endpoint_at(base_url: String) -> Endpoint {
+    Endpoint::new(base_url, Secret::default(), BTreeMap::new()).unwrap()
+}
+
 fn request() -> CompletionRequest {
     CompletionRequest {
         model: "fake-model".into(),
@@ -315,12 +320,7 @@ async fn unreachable_upstream_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let endpoint = Endpoint::new(
-        format!("http://127.0.0.1:{port}/v1"),
-        Secret::default(),
-        BTreeMap::new(),
-    )
-    .unwrap();
+    let endpoint = endpoint_at(format!("http://127.0.0.1:{port}/v1"));
     let err = client(Duration::from_secs(5))
         .complete(&endpoint, &request())
         .await
@@ -348,9 +348,9 @@ async fn a_slow_stream_hits_the_total_timeout() {
     assert!(fake.wait_dropped(1, Duration::from_secs(1)).await);
 }
 
-#[tokio::test]
-async fn an_upstream_that_never_answers_hits_the_first_byte_timeout() {
-    // Accepts connections and reads nothing, answers nothing.
+/// A server that accepts connections and holds them open, reading nothing and answering
+/// nothing; abort the handle to close them.
+async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let held = tokio::spawn(async move {
@@ -359,17 +359,18 @@ async fn an_upstream_that_never_answers_hits_the_first_byte_timeout() {
             sockets.push(socket);
         }
     });
+    (addr, held)
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_hits_the_first_byte_timeout() {
+    let (addr, held) = silent_server().await;
     let config = UpstreamConfig {
         first_byte_timeout: Duration::from_millis(200),
         max_retries: 0,
         ..UpstreamConfig::default()
     };
-    let endpoint = Endpoint::new(
-        format!("http://{addr}/v1"),
-        Secret::default(),
-        BTreeMap::new(),
-    )
-    .unwrap();
+    let endpoint = endpoint_at(format!("http://{addr}/v1"));
     let started = Instant::now();
     let err = OpenAiClient::new(&config)
         .unwrap()
@@ -467,28 +468,15 @@ async fn an_upstream_behind_a_proxy_is_reached_through_it() {
 
 #[tokio::test]
 async fn a_tls_handshake_that_never_ends_hits_the_connect_timeout() {
-    // Accepts TCP connections and never answers the TLS ClientHello.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        loop {
-            let (socket, _) = listener.accept().await.unwrap();
-            open.push(socket);
-        }
-    });
+    // It never answers the TLS ClientHello either.
+    let (addr, held) = silent_server().await;
     let config = UpstreamConfig {
         connect_timeout: Duration::from_millis(300),
         first_byte_timeout: Duration::from_secs(10),
         max_retries: 0,
         ..UpstreamConfig::default()
     };
-    let endpoint = Endpoint::new(
-        format!("https://127.0.0.1:{port}/v1"),
-        Secret::default(),
-        BTreeMap::new(),
-    )
-    .unwrap();
+    let endpoint = endpoint_at(format!("https://{addr}/v1"));
     let err = OpenAiClient::new(&config)
         .unwrap()
         .complete(&endpoint, &request())
