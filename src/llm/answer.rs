@@ -8,8 +8,14 @@ use super::{
 use crate::model::ToolCall;
 
 /// Parses `choices[0].message` (content may be null), its tool calls, finish_reason and usage.
+/// UTF-8 is checked once for the whole body, then the text is parsed (`from_slice` checks
+/// each string on its own).
 pub(crate) fn parse_completion(body: &[u8]) -> Result<Completion, LlmError> {
-    let dto: CompletionDto = serde_json::from_slice(body).map_err(|e| {
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<CompletionDto>(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let dto = parsed.map_err(|e| {
         LlmError::BadResponse(format!(
             "not a chat completion ({e}): {}",
             clip(&String::from_utf8_lossy(body), 200)

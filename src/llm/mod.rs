@@ -27,7 +27,7 @@ pub use retry::RetryPolicy;
 use std::{collections::BTreeMap, pin::Pin, time::Duration};
 
 use futures::Stream;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use crate::{
     config::Secret,
@@ -57,9 +57,10 @@ pub struct Endpoint {
     /// `{base_url}/chat/completions`, parsed (the URL for messages, the URI for requests).
     chat_url: reqwest::Url,
     chat_uri: http::Uri,
-    /// The key and the endpoint's own headers as header values, built once; an invalid
-    /// one is reported on each call (not at start-up), naming the header.
-    fixed_headers: Result<HeaderMap, String>,
+    /// Every header but the length, built once: the key, the endpoint's own headers, then
+    /// `Content-Type` and `Accept`, for a whole answer `[0]` and a streamed one `[1]`. An
+    /// invalid value is reported on each call (not at start-up), naming the header.
+    fixed_headers: Result<[HeaderMap; 2], String>,
     /// Streamed calls send `stream_options: {include_usage: true}` (default).
     stream_usage: bool,
 }
@@ -105,9 +106,13 @@ impl Endpoint {
         self.stream_usage
     }
 
-    /// The key (when set) and the endpoint's own headers, or why one is not a valid value.
-    pub fn fixed_headers(&self) -> Result<&HeaderMap, &str> {
-        self.fixed_headers.as_ref().map_err(String::as_str)
+    /// The headers of a call but its length (see the field), or why one is not a valid
+    /// value.
+    pub fn fixed_headers(&self, stream: bool) -> Result<&HeaderMap, &str> {
+        match &self.fixed_headers {
+            Ok(both) => Ok(&both[usize::from(stream)]),
+            Err(e) => Err(e),
+        }
     }
 
     /// Where chat completions are posted.
@@ -121,8 +126,11 @@ impl Endpoint {
     }
 }
 
-fn fixed_headers(api_key: &Secret, extra: &BTreeMap<String, Secret>) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::with_capacity(3 + extra.len());
+fn fixed_headers(
+    api_key: &Secret,
+    extra: &BTreeMap<String, Secret>,
+) -> Result<[HeaderMap; 2], String> {
+    let mut headers = HeaderMap::with_capacity(4 + extra.len());
     if !api_key.is_empty() {
         let mut value = HeaderValue::try_from(format!("Bearer {}", api_key.expose()))
             .map_err(|_| "the API key is not a valid header value".to_owned())?;
@@ -137,7 +145,11 @@ fn fixed_headers(api_key: &Secret, extra: &BTreeMap<String, Secret>) -> Result<H
         value.set_sensitive(true);
         headers.insert(name, value);
     }
-    Ok(headers)
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut streamed = headers.clone();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    streamed.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+    Ok([headers, streamed])
 }
 
 /// Why the upstream stopped.
@@ -220,4 +232,51 @@ pub trait LlmClient: Send + Sync {
         endpoint: &Endpoint,
         request: &CompletionRequest,
     ) -> Result<LlmStream, LlmError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_headers_carry_the_key_the_extras_and_the_accept_of_each_kind_of_call() {
+        let extra = BTreeMap::from([
+            ("X-Team".to_owned(), Secret::new("blue")),
+            ("Accept".to_owned(), Secret::new("text/plain")),
+        ]);
+        let endpoint = Endpoint::new("http://up.example/v1/", Secret::new("sk-1"), extra).unwrap();
+        let whole = endpoint.fixed_headers(false).unwrap();
+        let streamed = endpoint.fixed_headers(true).unwrap();
+        for headers in [whole, streamed] {
+            assert_eq!(headers[AUTHORIZATION], "Bearer sk-1");
+            assert!(headers[AUTHORIZATION].is_sensitive());
+            assert_eq!(headers["x-team"], "blue");
+            assert_eq!(headers[CONTENT_TYPE], "application/json");
+            assert_eq!(headers.get_all(ACCEPT).iter().count(), 1);
+        }
+        assert_eq!(whole[ACCEPT], "application/json");
+        assert_eq!(streamed[ACCEPT], "text/event-stream");
+        assert_eq!(
+            endpoint.chat_uri().to_string(),
+            "http://up.example/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn no_key_means_no_authorization_and_a_bad_header_is_named_on_use() {
+        let endpoint =
+            Endpoint::new("http://up.example/v1", Secret::default(), BTreeMap::new()).unwrap();
+        assert!(
+            !endpoint
+                .fixed_headers(false)
+                .unwrap()
+                .contains_key(AUTHORIZATION)
+        );
+        let bad = BTreeMap::from([("X-Bad".to_owned(), Secret::new("a\nb"))]);
+        let endpoint = Endpoint::new("http://up.example/v1", Secret::new("k"), bad).unwrap();
+        assert_eq!(
+            endpoint.fixed_headers(true).unwrap_err(),
+            "invalid value for header x-bad"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use http::{
     Method, Request, Response,
-    header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue},
+    header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue},
 };
 use http_body_util::{BodyDataStream, BodyExt};
 use tokio::time::{Instant, timeout_at};
@@ -270,15 +270,11 @@ impl LlmClient for OpenAiClient {
 /// The request headers: the endpoint's fixed ones (built once), JSON body, what we accept,
 /// and the current trace context.
 fn headers(endpoint: &Endpoint, stream: bool, length: usize) -> Result<HeaderMap, String> {
-    let mut headers = endpoint.fixed_headers().map_err(str::to_owned)?.clone();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut headers = endpoint
+        .fixed_headers(stream)
+        .map_err(str::to_owned)?
+        .clone();
     headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
-    let accept = if stream {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
-    headers.insert(ACCEPT, HeaderValue::from_static(accept));
     crate::telemetry::propagation::inject_current(&mut headers);
     Ok(headers)
 }

@@ -9,7 +9,10 @@
 //! does; an event's `message` is written bare, with ESC characters escaped so a logged
 //! value cannot drive the reader's terminal.
 
-use std::fmt::{self, Write as _};
+use std::{
+    cell::RefCell,
+    fmt::{self, Write as _},
+};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::{
@@ -21,15 +24,32 @@ use tracing_subscriber::{
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlainFields;
 
+thread_local! {
+    /// Where a span's or an event's fields are written first: the fmt layer's destination
+    /// is a new `String` each time, which small writes would grow (and reallocate) several
+    /// times; written at once, it is allocated once, at its size.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Scratch text longer than this is not kept for the next span.
+const SCRATCH_KEEP: usize = 4096;
+
 impl<'w> FormatFields<'w> for PlainFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut visitor = PlainVisitor {
-            writer,
-            separate: false,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        SCRATCH.with(|scratch| {
+            // A field's `Debug` that logs comes back here while the scratch is in use: that
+            // inner call writes straight through.
+            let Ok(mut text) = scratch.try_borrow_mut() else {
+                return record(writer, false, &fields);
+            };
+            text.clear();
+            record(Writer::new(&mut *text), false, &fields)?;
+            let written = writer.write_str(&text);
+            if text.capacity() > SCRATCH_KEEP {
+                *text = String::new();
+            }
+            written
+        })
     }
 
     fn add_fields(
@@ -38,14 +58,18 @@ impl<'w> FormatFields<'w> for PlainFields {
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
         let separate = !current.fields.is_empty();
-        let mut visitor = PlainVisitor {
-            writer: current.as_writer(),
-            separate,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
+        record(current.as_writer(), separate, fields)
     }
+}
+
+fn record<R: RecordFields>(writer: Writer<'_>, separate: bool, fields: R) -> fmt::Result {
+    let mut visitor = PlainVisitor {
+        writer,
+        separate,
+        result: Ok(()),
+    };
+    fields.record(&mut visitor);
+    visitor.result
 }
 
 struct PlainVisitor<'w> {
@@ -227,6 +251,37 @@ mod tests {
             tracing::info!("done");
         });
         assert!(out.contains(r#"llm.call{status="ok"}"#), "{out}");
+    }
+
+    /// A value whose `Debug` logs while the span's fields are being formatted (tracing drops
+    /// such a nested event; the scratch buffer must not be taken twice either way).
+    struct Loud;
+
+    impl std::fmt::Debug for Loud {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            tracing::info!(inner = 7, "formatting a field");
+            f.write_str("loud")
+        }
+    }
+
+    #[test]
+    fn a_field_whose_debug_logs_and_a_field_longer_than_the_scratch_are_written_whole() {
+        let out = logged(|| {
+            let long = "x".repeat(SCRATCH_KEEP + 10);
+            let span = tracing::info_span!("outer", value = ?Loud, long = %long, n = 3_u64);
+            let _g = span.enter();
+            tracing::info!("inside");
+            let next = tracing::info_span!("next", short = "s");
+            let _g = next.enter();
+            tracing::info!("after");
+        });
+        let long = "x".repeat(SCRATCH_KEEP + 10);
+        assert!(
+            out.contains(&format!("outer{{value=loud long={long} n=3}}: "))
+                && out.contains("inside"),
+            "{out}"
+        );
+        assert!(out.contains(r#"next{short="s"}: "#), "{out}");
     }
 
     #[test]

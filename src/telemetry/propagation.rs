@@ -48,6 +48,9 @@ pub fn set_parent_from(span: &tracing::Span, headers: &HeaderMap) {
 
 /// Adds the current span's trace context to outgoing `headers` (nothing when tracing is off).
 pub fn inject_current(headers: &mut HeaderMap) {
+    if !crate::telemetry::exporting() {
+        return;
+    }
     let cx = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&cx, &mut HeadersMut(headers))
