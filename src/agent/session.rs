@@ -33,8 +33,11 @@ pub(super) async fn run(
     cancel: CancellationToken,
     events: Option<&EventSender>,
 ) -> Result<AgentResponse, CoreError> {
+    // The session paths are boxed: each holds a turn and more (the lock, the history), and
+    // inline they would make this future, which every stateless turn and every stream's
+    // task carries, twice the size of the turn it runs.
     if let Some(from) = request.continues.take() {
-        return continued(inner, route, request, from, cancel, events).await;
+        return Box::pin(continued(inner, route, request, from, cancel, events)).await;
     }
     let Some(id) = request.session.clone() else {
         return Turn::new(inner, route, request, cancel, events).run().await;
@@ -52,7 +55,7 @@ pub(super) async fn run(
         .unwrap_or_default();
     let new: Vec<Message> = std::mem::replace(&mut request.messages, history);
     request.messages.extend(new.iter().cloned());
-    locked(inner, route, request, new, id, lock, cancel, events).await
+    Box::pin(locked(inner, route, request, new, id, lock, cancel, events)).await
 }
 
 /// A turn on `lock`'s session `id`, whose request holds the history then `new`; stores
