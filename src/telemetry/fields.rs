@@ -37,8 +37,9 @@ const SCRATCH_KEEP: usize = 4096;
 impl<'w> FormatFields<'w> for PlainFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
         SCRATCH.with(|scratch| {
-            // A field's `Debug` that logs comes back here while the scratch is in use: that
-            // inner call writes straight through.
+            // Formatting that comes back here while the scratch is in use (a field's `Debug`
+            // that formats under another subscriber; tracing itself drops an event emitted
+            // while it formats) writes straight through.
             let Ok(mut text) = scratch.try_borrow_mut() else {
                 return record(writer, false, &fields);
             };
