@@ -9,6 +9,7 @@ use std::{
     time::Instant,
 };
 
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::telemetry::{metrics, propagation};
@@ -85,42 +86,64 @@ pub struct MetricsService<S> {
 impl<S, B, RB> Service<axum::http::Request<B>> for MetricsService<S>
 where
     S: Service<axum::http::Request<B>, Response = axum::http::Response<RB>>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Observed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        let method = method_label(req.uri().path());
-        let started = Instant::now();
-        let future = self.inner.call(req);
-        Box::pin(async move {
-            let result = future.await;
-            let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .map_or("0", |v| code_label(v.to_str().unwrap_or_default())),
-                Err(_) => "transport_error",
-            };
-            let m = metrics::metrics();
-            let labels = metrics::MethodLabels { method };
-            m.grpc_duration
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
-            m.grpc_requests
-                .get_or_create(&metrics::GrpcLabels {
-                    method: labels.method,
-                    code,
-                })
-                .inc();
-            result
-        })
+        Observed {
+            method: method_label(req.uri().path()),
+            started: Instant::now(),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// A call's response future; counts the call when the response head is ready.
+    pub struct Observed<F> {
+        #[pin]
+        inner: F,
+        method: &'static str,
+        started: Instant,
+    }
+}
+
+impl<F, RB, E> Future for Observed<F>
+where
+    F: Future<Output = Result<axum::http::Response<RB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let code = match &result {
+            Ok(response) => response
+                .headers()
+                .get("grpc-status")
+                .map_or("0", |v| code_label(v.to_str().unwrap_or_default())),
+            Err(_) => "transport_error",
+        };
+        let m = metrics::metrics();
+        let labels = metrics::MethodLabels {
+            method: this.method,
+        };
+        m.grpc_duration
+            .get_or_create(&labels)
+            .observe(this.started.elapsed().as_secs_f64());
+        m.grpc_requests
+            .get_or_create(&metrics::GrpcLabels {
+                method: labels.method,
+                code,
+            })
+            .inc();
+        Poll::Ready(result)
     }
 }
 

@@ -15,15 +15,21 @@
 //! Body size (413) is the router's `DefaultBodyLimit`; JSON nesting is bounded by
 //! serde_json's recursion limit (400, see `extract.rs`).
 
-use std::time::Duration;
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{
     Router,
     body::Body,
-    extract::{Request, State},
-    http::HeaderValue,
-    middleware::Next,
+    extract::Request,
+    http::StatusCode,
     response::{IntoResponse, Response},
+    routing::future::RouteFuture,
 };
 use hyper::body::Incoming;
 use hyper_util::{
@@ -31,8 +37,11 @@ use hyper_util::{
     server::{conn::auto::Builder, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 use super::ApiError;
 use crate::inflight::{InFlight, PermitBody, overloaded_status};
@@ -41,27 +50,92 @@ use crate::inflight::{InFlight, PermitBody, overloaded_status};
 /// h2 header list), 64 KiB.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-async fn limit_in_flight(State(limit): State<InFlight>, request: Request, next: Next) -> Response {
-    // Probes (liveness, readiness, metrics) are never refused.
-    if super::PROBES.contains(&request.uri().path()) {
-        return next.run(request).await;
+/// The router behind the in-flight limit: what each connection serves. A service of its
+/// own (not `axum::middleware::from_fn`, which boxes the router and two futures per
+/// request): a request that gets a permit goes straight to the router's future.
+#[derive(Clone)]
+struct Limited {
+    router: Router,
+    limit: InFlight,
+}
+
+impl Service<hyper::Request<Incoming>> for Limited {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = LimitedFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request>::poll_ready(&mut self.router, cx)
     }
-    let Some(permit) = limit.try_acquire() else {
-        // Refused before the request-id layers: the answer still carries the id (the
-        // client's own, or a new one) so it can be matched with logs and reports.
-        let mut response = ApiError::from(overloaded_status(limit.limit())).into_response();
-        let id = request
-            .headers()
-            .get(&super::REQUEST_ID)
-            .cloned()
-            .or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
-        if let Some(id) = id {
-            response.headers_mut().insert(super::REQUEST_ID, id);
+
+    fn call(&mut self, request: hyper::Request<Incoming>) -> LimitedFuture {
+        let request = request.map(Body::new);
+        // Probes (liveness, readiness, metrics) are never refused.
+        let permit = if super::PROBES.contains(&request.uri().path()) {
+            None
+        } else {
+            match self.limit.try_acquire() {
+                Some(permit) => Some(permit),
+                None => {
+                    return LimitedFuture {
+                        inner: None,
+                        refused: Some(refused(&request, &self.limit)),
+                        permit: None,
+                    };
+                }
+            }
+        };
+        LimitedFuture {
+            inner: Some(self.router.call(request)),
+            refused: None,
+            permit,
         }
-        return response;
-    };
-    let response = next.run(request).await;
-    response.map(|body| Body::new(PermitBody::new(body, permit)))
+    }
+}
+
+/// The answer to a request beyond the limit: 503 with `Retry-After` and an OpenAI error.
+/// Refused before the request-id layers, it still carries the id (the client's own, or a
+/// new one) so it can be matched with logs and reports.
+fn refused(request: &Request, limit: &InFlight) -> Response {
+    let mut response = ApiError::from(overloaded_status(limit.limit())).into_response();
+    let id = request
+        .headers()
+        .get(&super::REQUEST_ID)
+        .cloned()
+        .or_else(super::new_request_id);
+    if let Some(id) = id {
+        response.headers_mut().insert(super::REQUEST_ID, id);
+    }
+    response
+}
+
+pin_project! {
+    /// The router's response with the request's permit moved into its body, or a refusal.
+    struct LimitedFuture {
+        #[pin]
+        inner: Option<RouteFuture<Infallible>>,
+        refused: Option<Response>,
+        permit: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl Future for LimitedFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Ok(this
+                .refused
+                .take()
+                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())));
+        };
+        let response = std::task::ready!(inner.poll(cx))?;
+        Poll::Ready(Ok(match this.permit.take() {
+            Some(permit) => response.map(|body| Body::new(PermitBody::new(body, permit))),
+            None => response,
+        }))
+    }
 }
 
 /// The HTTP listener's connection settings.
@@ -111,14 +185,10 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = tower::ServiceBuilder::new()
-            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new))
-            .layer(axum::middleware::from_fn_with_state(
-                in_flight.clone(),
-                limit_in_flight,
-            ))
-            .service(app.clone());
-        let service = TowerToHyperService::new(service);
+        let service = TowerToHyperService::new(Limited {
+            router: app.clone(),
+            limit: in_flight.clone(),
+        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let stop = shutdown.clone();

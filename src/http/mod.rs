@@ -13,6 +13,7 @@ pub mod guard;
 pub mod openai;
 mod simple;
 mod sse;
+mod track;
 pub mod ui;
 
 use axum::{
@@ -26,7 +27,7 @@ use serde_json::json;
 use tonic::metadata::{AsciiMetadataValue, MetadataKey};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
@@ -60,29 +61,6 @@ const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-v
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// Names the MCP servers that were not ready for a turn (the gRPC metadata of the same name).
 const DEGRADED: HeaderName = HeaderName::from_static(crate::pb::DEGRADED);
-
-/// Every route template of the router (the `route` label of the HTTP metrics); `/mcp` is
-/// mounted from outside ([`router_with`]).
-const ROUTES: [&str; 18] = [
-    "/mcp",
-    "/",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/v1/models",
-    "/v1/models/{id}",
-    "/v1/chat/completions",
-    "/v1/responses",
-    "/v1/responses/{id}",
-    "/v1/responses/{id}/input_items",
-    "/chat",
-    "/chat/stream",
-    "/chat/elicitations/{id}",
-    "/sessions/{id}",
-    "/v1/mcp/servers",
-    "/ui",
-    "/ui/{asset}",
-];
 
 /// The gateway's router; tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: HttpState, settings: &HttpSettings) -> Router {
@@ -135,20 +113,37 @@ pub fn router_with(state: HttpState, settings: &HttpSettings, mounted: Option<Ro
     // call, and a route's box is cloned on every request, nested boxes and all.
     routes.layer(
         tower::ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(request_span)
                     .on_failure(on_failure),
             )
-            .layer(axum::middleware::from_fn(track))
+            .layer(track::TrackLayer)
             .option_layer(cors(&settings.cors_allow_origins))
             .layer(axum::Extension(extract::BodyReadTimeout(
                 settings.body_read_timeout,
             )))
             .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
     )
+}
+
+/// A new request id: a UUID v4, hyphenated, written on the stack and copied once into the
+/// header value (tower-http's `MakeRequestUuid` formats it into a `String` first).
+pub(crate) fn new_request_id() -> Option<HeaderValue> {
+    let mut buf = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf)).ok()
+}
+
+/// Gives a request without an `x-request-id` a new one ([`new_request_id`]).
+#[derive(Debug, Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        new_request_id().map(RequestId::new)
+    }
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -328,53 +323,6 @@ fn request_span(req: &Request) -> tracing::Span {
     }
     crate::telemetry::propagation::set_parent_from(&span, req.headers());
     span
-}
-
-/// Counts the request and its latency to the response head, by route template.
-async fn track(req: Request, next: axum::middleware::Next) -> Response {
-    let started = std::time::Instant::now();
-    let route = route_label(req.extensions().get::<MatchedPath>());
-    let method = method_label(req.method());
-    let response = next.run(req).await;
-    let m = metrics::metrics();
-    m.http_duration
-        .get_or_create(&metrics::RouteLabels { route, method })
-        .observe(started.elapsed().as_secs_f64());
-    let status = response.status().as_u16();
-    m.http_requests
-        .get_or_create(&metrics::HttpLabels {
-            route,
-            method,
-            status,
-        })
-        .inc();
-    response
-}
-
-/// The route template as a label: one of the router's own, `unmatched` otherwise.
-fn route_label(matched: Option<&MatchedPath>) -> &'static str {
-    let Some(matched) = matched else {
-        return "unmatched";
-    };
-    ROUTES
-        .iter()
-        .find(|r| **r == matched.as_str())
-        .copied()
-        .unwrap_or("unmatched")
-}
-
-/// The method as a label; methods outside the standard ones are `other`.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        _ => "other",
-    }
 }
 
 /// The metrics in the format the scraper's `Accept` asks for (OpenMetrics or Prometheus text).

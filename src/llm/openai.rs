@@ -137,7 +137,15 @@ impl OpenAiClient {
             if from_now(delay) >= deadline {
                 return Err(error);
             }
-            tracing::warn!(%error, retry = retries + 1, ?delay, "upstream call failed; retrying");
+            // Names the call itself: its `llm.call` span is only logged at debug level.
+            tracing::warn!(
+                %error,
+                model = %request.model,
+                stream,
+                retry = retries + 1,
+                ?delay,
+                "upstream call failed; retrying"
+            );
             tokio::time::sleep(delay).await;
             retries += 1;
         }

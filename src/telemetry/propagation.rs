@@ -38,9 +38,10 @@ impl Injector for HeadersMut<'_> {
     }
 }
 
-/// Parents `span` on the trace context in `headers`, when there is one.
+/// Parents `span` on the trace context in `headers`, when there is one and spans are
+/// exported (without an exporter there is no trace to continue).
 pub fn set_parent_from(span: &tracing::Span, headers: &HeaderMap) {
-    if headers.contains_key("traceparent") {
+    if crate::telemetry::exporting() && headers.contains_key("traceparent") {
         let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
         let _ = span.set_parent(cx);
     }

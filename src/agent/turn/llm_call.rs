@@ -67,15 +67,29 @@ impl Turn<'_> {
         request: &CompletionRequest,
         mode: ToolMode,
     ) -> Result<Completion, CoreError> {
-        let span = tracing::info_span!(
-            "llm.call",
-            otel.kind = "client",
-            model = %self.route.upstream_model,
-            stream = self.events.is_some(),
-            status = tracing::field::Empty,
-            prompt_tokens = tracing::field::Empty,
-            completion_tokens = tracing::field::Empty,
-        );
+        // A trace span: the upstream model, status and tokens are attributes for the
+        // exporter. Without one nothing at `info` reads them (the one event inside, the
+        // retry warning, names the model itself), so the span is then made at `debug`
+        // level, free unless debug logging asks for it.
+        macro_rules! llm_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "llm.call",
+                    otel.kind = "client",
+                    model = %self.route.upstream_model,
+                    stream = self.events.is_some(),
+                    status = tracing::field::Empty,
+                    prompt_tokens = tracing::field::Empty,
+                    completion_tokens = tracing::field::Empty,
+                )
+            };
+        }
+        let span = if crate::telemetry::exporting() {
+            llm_span!(tracing::Level::INFO)
+        } else {
+            llm_span!(tracing::Level::DEBUG)
+        };
         let started = Instant::now();
         let result = self
             .call_llm_inner(request, mode, started)

@@ -87,7 +87,7 @@ impl<'a> Turn<'a> {
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+        let id = completion_id(uuid::Uuid::new_v4());
         // A streamed turn can ask its caller mid-call; a whole-answer turn cannot.
         let asker = events
             .filter(|_| request.answers_elicitations)
@@ -480,5 +480,28 @@ fn finish_of(reason: &FinishReason) -> Finish {
         FinishReason::ToolCalls => Finish::Stop,
         FinishReason::ContentFilter => Finish::ContentFilter,
         FinishReason::Other(other) => Finish::Other(other.clone()),
+    }
+}
+
+/// `chatcmpl-` and the id's 32 hex digits, written into one allocation of the right size
+/// (a turn makes one per request).
+fn completion_id(id: uuid::Uuid) -> String {
+    const PREFIX: &str = "chatcmpl-";
+    let mut buf = uuid::Uuid::encode_buffer();
+    let hex = id.simple().encode_lower(&mut buf);
+    let mut out = String::with_capacity(PREFIX.len() + hex.len());
+    out.push_str(PREFIX);
+    out.push_str(hex);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_completion_id_is_the_prefix_and_the_simple_uuid() {
+        let id = uuid::Uuid::new_v4();
+        let made = super::completion_id(id);
+        assert_eq!(made, format!("chatcmpl-{}", id.simple()));
+        assert_eq!(made.len(), made.capacity());
     }
 }

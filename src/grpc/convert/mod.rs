@@ -273,8 +273,8 @@ mod tests {
             }],
             ..Message::new(Role::Assistant, "x")
         };
-        assert_eq!(message_from_pb(message_to_pb(&m), "m").unwrap(), m);
+        assert_eq!(message_from_pb(message_to_pb(&m), &"m").unwrap(), m);
         let t = Message::tool_result("c", "r");
-        assert_eq!(message_from_pb(message_to_pb(&t), "m").unwrap(), t);
+        assert_eq!(message_from_pb(message_to_pb(&t), &"m").unwrap(), t);
     }
 }

@@ -18,6 +18,16 @@ use crate::{
     sessions::SessionId,
 };
 
+/// A list element's field path, `messages[3]`, formatted only when an error names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Indexed(pub &'static str, pub usize);
+
+impl std::fmt::Display for Indexed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
 pub(super) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CoreError {
     CoreError::InvalidArgument {
         field: field.into(),
@@ -39,14 +49,14 @@ pub fn agent_request(
         .messages
         .into_iter()
         .enumerate()
-        .map(|(i, m)| message_from_pb(m, &format!("messages[{i}]")))
+        .map(|(i, m)| message_from_pb(m, &Indexed("messages", i)))
         .collect::<Result<Vec<_>, _>>()?;
     let params = params(request.params.unwrap_or_default(), request.user)?;
     let client_tools = request
         .tools
         .into_iter()
         .enumerate()
-        .map(|(i, t)| tool_def(t, &format!("tools[{i}]")))
+        .map(|(i, t)| tool_def(t, &Indexed("tools", i)))
         .collect::<Result<Vec<_>, _>>()?;
     let tool_choice = tool_choice(request.tool_choice)?;
     let session = match (
@@ -177,7 +187,10 @@ pub(super) fn request_server(
 }
 
 /// A proto message as a core message, checked.
-pub fn message_from_pb(m: pb::Message, field: &str) -> Result<Message, CoreError> {
+pub fn message_from_pb(
+    m: pb::Message,
+    field: &dyn std::fmt::Display,
+) -> Result<Message, CoreError> {
     let role = match pb::Role::try_from(m.role) {
         Ok(pb::Role::System | pb::Role::Developer) => Role::System,
         Ok(pb::Role::User) => Role::User,
@@ -461,7 +474,10 @@ fn verbosity(value: i32) -> Result<Option<Verbosity>, CoreError> {
     })
 }
 
-pub(super) fn tool_def(t: pb::ToolDefinition, field: &str) -> Result<ToolDef, CoreError> {
+pub(super) fn tool_def(
+    t: pb::ToolDefinition,
+    field: &dyn std::fmt::Display,
+) -> Result<ToolDef, CoreError> {
     if !valid_function_name(&t.name) {
         return Err(invalid(
             format!("{field}.name"),

@@ -116,7 +116,7 @@ pub fn responses_request(r: pb::CreateResponseRequest) -> Result<ResponsesReques
         .iter()
         .cloned()
         .enumerate()
-        .map(|(i, t)| tool_def(t, &format!("tools[{i}]")))
+        .map(|(i, t)| tool_def(t, &super::request::Indexed("tools", i)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut mcp_servers = Vec::with_capacity(r.mcp_servers.len());
     for (i, s) in r.mcp_servers.iter().cloned().enumerate() {

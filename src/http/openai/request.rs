@@ -178,20 +178,19 @@ impl CompletionRequest {
         let mut messages = Vec::with_capacity(self.messages.len());
         let mut approvals = Vec::new();
         for (i, m) in self.messages.into_iter().enumerate() {
-            let field = format!("messages[{i}]");
             if m.kind.as_deref() == Some("mcp_approval_response") {
                 approvals.push(super::mcp_tool::approval(
                     m.approval_request_id,
                     m.approve,
                     m.reason,
-                    &field,
+                    &format!("messages[{i}]"),
                 )?);
             } else if let Some(a) = m.approval {
                 approvals.push(super::mcp_tool::approval(
                     m.tool_call_id,
                     a.approve,
                     a.reason,
-                    &field,
+                    &format!("messages[{i}]"),
                 )?);
             } else {
                 messages.push(message(m, i)?);
