@@ -200,9 +200,6 @@ mod tests {
     fn labels_are_the_router_templates_and_the_standard_methods() {
         assert_eq!(route_label(None), "unmatched");
         assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(
-            method_label(&Method::from_bytes(b"BREW").unwrap()),
-            "other"
-        );
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
     }
 }

@@ -109,20 +109,26 @@ impl OpenAiClient {
             })
             .map_err(|e| connect_error(format!("cannot encode the request: {e}")))?,
         );
-        let headers = headers(endpoint, stream, body.len()).map_err(connect_error)?;
-        let prepare = || {
+        let build_headers = || headers(endpoint, stream, body.len()).map_err(connect_error);
+        // The first attempt takes this map; a retry builds its own (no clone per call).
+        let mut first_headers = Some(build_headers()?);
+        let prepare = |headers: HeaderMap| {
             let mut request = Request::new(body.clone());
             *request.method_mut() = Method::POST;
             *request.uri_mut() = endpoint.chat_uri().clone();
-            *request.headers_mut() = headers.clone();
+            *request.headers_mut() = headers;
             request
         };
 
         let mut retries = 0;
         loop {
+            let headers = match first_headers.take() {
+                Some(headers) => headers,
+                None => build_headers()?,
+            };
             let (limit, timeout) = self.limit(deadline, "first byte", self.timeouts.first_byte);
             let (error, retryable, retry_after) =
-                match timeout_at(limit, self.http.send(prepare())).await {
+                match timeout_at(limit, self.http.send(prepare(headers))).await {
                     Err(_) => return Err(timeout),
                     Ok(Ok(response)) if response.status().is_success() => {
                         return Ok((response, deadline));
