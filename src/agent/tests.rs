@@ -801,3 +801,43 @@ async fn a_turn_counts_each_message_once_across_rounds() {
     // (uncached: 2 + 4 + 6 for the budget, and 6 more for the estimate).
     assert_eq!(agent.inner.tokens.counted(), 6);
 }
+
+/// Records the name of every span opened under it.
+struct SpanNames(Arc<Mutex<Vec<&'static str>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanNames {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.0.lock().unwrap().push(attrs.metadata().name());
+    }
+}
+
+#[tokio::test]
+async fn without_a_trace_exporter_the_upstream_call_span_is_debug_level() {
+    use tracing_subscriber::{Layer as _, filter::LevelFilter, prelude::*};
+    assert!(!crate::telemetry::exporting());
+    let llm = ScriptedLlm::new(vec![text("one"), text("two")]);
+    let agent = agent_with(llm, Arc::default(), ToolMode::Native, 10);
+    for (level, upstream_span) in [(LevelFilter::INFO, false), (LevelFilter::DEBUG, true)] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber =
+            tracing_subscriber::registry().with(SpanNames(seen.clone()).with_filter(level));
+        let guard = tracing::subscriber::set_default(subscriber);
+        agent
+            .chat(user("hi"), CancellationToken::new())
+            .await
+            .unwrap();
+        drop(guard);
+        let seen = seen.lock().unwrap();
+        assert!(seen.contains(&"agent.run"), "{level}: {seen:?}");
+        assert_eq!(
+            seen.contains(&"llm.call"),
+            upstream_span,
+            "{level}: {seen:?}"
+        );
+    }
+}

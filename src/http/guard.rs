@@ -27,7 +27,6 @@ use axum::{
     Router,
     body::Body,
     extract::Request,
-    http::StatusCode,
     response::{IntoResponse, Response},
     routing::future::RouteFuture,
 };
@@ -74,20 +73,15 @@ impl Service<hyper::Request<Incoming>> for Limited {
         let permit = if super::PROBES.contains(&request.uri().path()) {
             None
         } else {
-            match self.limit.try_acquire() {
-                Some(permit) => Some(permit),
-                None => {
-                    return LimitedFuture {
-                        inner: None,
-                        refused: Some(refused(&request, &self.limit)),
-                        permit: None,
-                    };
-                }
-            }
+            let Some(permit) = self.limit.try_acquire() else {
+                return LimitedFuture::Refused {
+                    answer: std::future::ready(Ok(refused(&request, &self.limit))),
+                };
+            };
+            Some(permit)
         };
-        LimitedFuture {
-            inner: Some(self.router.call(request)),
-            refused: None,
+        LimitedFuture::Routed {
+            inner: self.router.call(request),
             permit,
         }
     }
@@ -111,11 +105,17 @@ fn refused(request: &Request, limit: &InFlight) -> Response {
 
 pin_project! {
     /// The router's response with the request's permit moved into its body, or a refusal.
-    struct LimitedFuture {
-        #[pin]
-        inner: Option<RouteFuture<Infallible>>,
-        refused: Option<Response>,
-        permit: Option<OwnedSemaphorePermit>,
+    #[project = LimitedProj]
+    enum LimitedFuture {
+        Routed {
+            #[pin]
+            inner: RouteFuture<Infallible>,
+            permit: Option<OwnedSemaphorePermit>,
+        },
+        Refused {
+            #[pin]
+            answer: std::future::Ready<Result<Response, Infallible>>,
+        },
     }
 }
 
@@ -123,18 +123,16 @@ impl Future for LimitedFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(Ok(this
-                .refused
-                .take()
-                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())));
-        };
-        let response = std::task::ready!(inner.poll(cx))?;
-        Poll::Ready(Ok(match this.permit.take() {
-            Some(permit) => response.map(|body| Body::new(PermitBody::new(body, permit))),
-            None => response,
-        }))
+        match self.project() {
+            LimitedProj::Refused { answer } => answer.poll(cx),
+            LimitedProj::Routed { inner, permit } => {
+                let response = std::task::ready!(inner.poll(cx))?;
+                Poll::Ready(Ok(match permit.take() {
+                    Some(permit) => response.map(|body| Body::new(PermitBody::new(body, permit))),
+                    None => response,
+                }))
+            }
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::telemetry::metrics;
 
 /// Every route template of the router (the `route` label); `/mcp` is mounted from outside
 /// (`router_with`). A path that matched no route is `unmatched`.
-pub(super) const ROUTES: [&str; 18] = [
+const ROUTES: [&str; 18] = [
     "/mcp",
     "/",
     "/healthz",
